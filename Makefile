@@ -1,0 +1,41 @@
+# The README's commands. Everything runs inside .venv, made here from pyproject.toml.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.fdpkit-installed
+# CPU torch pinned (a CUDA build is several GB); GPU users: see README "GPU".
+CONSTRAINTS ?= constraints-cpu.txt
+FDPKIT_HOME ?= .fdpkit
+SYNTHME := $(FDPKIT_HOME)/synthme
+PYTEST_FLAGS ?=
+
+.PHONY: venv demo test test-unit test-notebooks lab clean-demo
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -c $(CONSTRAINTS) -e ".[dev,ray]"
+	touch $(STAMP)
+
+$(SYNTHME)/synthme.json: | $(STAMP)
+	$(VENV)/bin/fdpkit synth --out $(SYNTHME)
+
+demo: $(STAMP) $(SYNTHME)/synthme.json
+	$(VENV)/bin/fdpkit report --dataset synthme --root $(SYNTHME) --out reports/synthme
+	@echo "open reports/synthme/index.html"
+
+test: test-unit test-notebooks
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests $(PYTEST_FLAGS)
+
+test-notebooks: $(STAMP)
+	$(PY) -m pytest --nbval-lax notebooks $(PYTEST_FLAGS)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+clean-demo:
+	rm -rf reports/synthme $(FDPKIT_HOME)

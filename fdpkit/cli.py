@@ -1,0 +1,129 @@
+"""`fdpkit` command line: one verb per pipeline step; each verb's work lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# verb -> (module holding `run_cli(args) -> int`, issue that brings it, one-line help)
+VERBS = {
+    "synth": ("fdpkit.data.synthme", 2, "generate SynthME, the synthetic micro-expression corpus"),
+    "manifest": ("fdpkit.data.adapters", 3, "read a corpus as distributed into a validated manifest"),
+    "preprocess": ("fdpkit.data.cache", 3, "align faces, sample frames, cache clips and dynamic images"),
+    "loso": ("fdpkit.runner", 5, "train and evaluate leave-one-subject-out"),
+    "report": ("fdpkit.report", 6, "run the notebooks with papermill and write an HTML report"),
+    "bench": ("fdpkit.bench", 7, "measure speed and memory"),
+    "model-info": ("fdpkit.model.info", 4, "parameters per module and FLOPs per clip"),
+}
+DATASETS = ("casme2", "samm", "casme_sq", "casme3", "synthme")
+
+
+def _add_synth(p):
+    p.add_argument("--out", required=True, help="folder to write the corpus into")
+    p.add_argument("--subjects", type=int, default=16)
+    p.add_argument("--clips-per-subject", type=int, default=None, help="default: the SynthME default")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--intensity", type=float, default=1.0, help="scale of the expression motion")
+    p.add_argument("--force", action="store_true", help="overwrite an existing corpus")
+
+
+def _add_manifest(p):
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--root", required=True, help="the corpus folder as distributed")
+    p.add_argument("--annotations", default=None, help="annotation spreadsheet (default: found under root)")
+    p.add_argument("--protocol", default=None, help="class map under data_manifests/protocols/")
+    p.add_argument("--lenient", action="store_true", help="skip bad rows into <out>.skipped.csv")
+    p.add_argument("--out", required=True, help="manifest CSV to write")
+
+
+def _add_preprocess(p):
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--cache", required=True)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--align", choices=("once", "per-frame"), default="once")
+    p.add_argument("--sampling", choices=("onset-offset", "official"), default="onset-offset")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--lenient", action="store_true")
+
+
+def _add_loso(p):
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--cache", required=True)
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--model", default="fdp", help="fdp | apex-frame | difference")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--selection", choices=("fixed_steps", "inner_val", "test_best"), default="fixed_steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--folds", default=None, help="comma-separated subject ids (default: all)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--ray-address", default=None)
+    p.add_argument("--shuffle-labels", action="store_true", help="label-shuffled control run")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    p.add_argument("--force", action="store_true", help="reuse a run folder made with another config")
+
+
+def _add_report(p):
+    p.add_argument("--dataset", default="synthme", choices=DATASETS)
+    p.add_argument("--root", default=None)
+    p.add_argument("--annotations", default=None)
+    p.add_argument("-p", "--parameter", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", required=True)
+
+
+def _add_bench(p):
+    p.add_argument("--only", default=None, help="comma-separated benchmark names")
+    p.add_argument("--preset", default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--json", default=None, help="write the records to this file")
+    p.add_argument("--quick", action="store_true", help="fewer repeats and smaller cases")
+
+
+def _add_model_info(p):
+    p.add_argument("--preset", default="tiny", choices=("paper", "official", "tiny"))
+    p.add_argument("--num-classes", type=int, default=5)
+
+
+ARGUMENTS = {
+    "synth": _add_synth, "manifest": _add_manifest, "preprocess": _add_preprocess, "loso": _add_loso,
+    "report": _add_report, "bench": _add_bench, "model-info": _add_model_info,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fdpkit import __version__
+
+    parser = argparse.ArgumentParser(prog="fdpkit", description="FDP micro-expression recognition kit")
+    parser.add_argument("--version", action="version", version=f"fdpkit {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="COMMAND")
+    for verb, (_, _, help_text) in VERBS.items():
+        ARGUMENTS[verb](verbs.add_parser(verb, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return 2
+    module_name, issue, _ = VERBS[args.verb]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name and module_name.startswith(error.name):
+            print(f"fdpkit {args.verb}: not implemented yet (issue #{issue})", file=sys.stderr)
+            return 3
+        raise
+    if not hasattr(module, "run_cli"):
+        print(f"fdpkit {args.verb}: not implemented yet (issue #{issue})", file=sys.stderr)
+        return 3
+    return int(module.run_cli(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Data: vendor corpora and SynthME -> manifest -> aligned clip cache -> ClipDataset."""

@@ -1,0 +1,37 @@
+"""Map a clip folder's frame files to frame numbers: the digits at the end of each file name."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+_TRAILING_DIGITS = re.compile(r"(\d+)$")
+
+
+def frame_number(path: str | Path) -> int | None:
+    """`img46.jpg` -> 46, `reg_img46.jpg` -> 46, `006_05562.jpg` -> 5562, `12.png` -> 12."""
+    match = _TRAILING_DIGITS.search(Path(path).stem)
+    return int(match.group(1)) if match else None
+
+
+def index_frames(folder: str | Path) -> dict[int, Path]:
+    """Frame number -> file for every image file in `folder`, sorted by number.
+
+    Raises ValueError when two files claim the same number (e.g. img46.jpg and reg_img46.jpg mixed
+    in one folder), because picking one silently would change the data.
+    """
+    folder = Path(folder)
+    found: dict[int, Path] = {}
+    for path in folder.iterdir():
+        if not path.is_file() or path.suffix.lower() not in FRAME_EXTENSIONS:
+            continue
+        number = frame_number(path)
+        if number is None:
+            continue
+        if number in found:
+            raise ValueError(
+                f"{folder}: frames {found[number].name} and {path.name} both have number {number}"
+            )
+        found[number] = path
+    return dict(sorted(found.items()))
