@@ -32,7 +32,7 @@ test-unit: $(STAMP)
 	$(PY) -m pytest tests $(PYTEST_FLAGS)
 
 test-notebooks: $(STAMP)
-	$(PY) -m pytest --nbval-lax notebooks $(PYTEST_FLAGS)
+	FDPKIT_SMOKE=1 $(PY) -m pytest --nbval-lax notebooks $(PYTEST_FLAGS)
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
