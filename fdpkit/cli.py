@@ -29,10 +29,13 @@ def _add_synth(p):
 
 
 def _add_manifest(p):
-    p.add_argument("--dataset", required=True, choices=DATASETS)
-    p.add_argument("--root", required=True, help="the corpus folder as distributed")
-    p.add_argument("--annotations", default=None, help="annotation spreadsheet (default: found under root)")
-    p.add_argument("--protocol", default=None, help="class map under data_manifests/protocols/")
+    # Repeat --dataset/--root (and --annotations) to build a composite across corpora.
+    p.add_argument("--dataset", required=True, choices=DATASETS, action="append")
+    p.add_argument("--root", required=True, action="append", help="the corpus folder as distributed")
+    p.add_argument("--annotations", action="append", default=None,
+                   help="annotation spreadsheet (default: found under root)")
+    p.add_argument("--protocol", default=None, help="class map under data_manifests/protocols/ "
+                   "(default: the dataset's default; composite_3class for several datasets)")
     p.add_argument("--lenient", action="store_true", help="skip bad rows into <out>.skipped.csv")
     p.add_argument("--out", required=True, help="manifest CSV to write")
 

@@ -1,0 +1,130 @@
+"""CAS(ME)^2 as distributed: long videos as frames, `<root>/rawpic/s15/15_0101disgustingteeth/img1.jpg`,
+and `CAS(ME)^2code_final.xlsx` (or the "(Updated)" edition). Its first sheet usually has no header
+row; the columns are, in order: participant, video name + expression number (`disgust1_1`), onset,
+apex, offset, action units, estimated emotion, expression type (macro/micro), self-reported emotion.
+A sheet whose first row does name its columns is read through the alias table instead.
+
+Two more sheets map the codes to folders: "naming rule1" (folder number, folder name such as `s15`,
+participant number used in the code sheet) and "naming rule2" (video code `0101`, video name
+`disgust1`); the clip folder is the subject folder's child named `<number>_<code>...`.
+
+Manifest `subject` is the folder name, `s15`; `clip` is the sheet's video name + expression number
+(`disgust1_1`). Onset/apex/offset index frames of the long video. Recognition uses the
+micro-expression rows: macro-expression rows are excluded (listed and counted as "not in protocol").
+An offset of 0 means "offset not annotated": it is set to apex + (apex - onset) and noted in `fixes`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fdpkit.data.protocols import emotion_key
+
+from .common import (Adapter, RowError, SheetRow, cell_text, find_header, parse_frame, read_workbook,
+                     records, relative, table_from_sheet)
+
+POSITIONAL = ("subject", "clip", "onset", "apex", "offset", "aus", "emotion", "type", "self_report")
+
+
+class CasmeSq(Adapter):
+    name = "casme_sq"
+    sheet_patterns = ("cas(me)^2*code*", "cas(me)2*code*", "casme^2*code*", "*code_final*")
+    frame_bases = ("rawpic", ".")
+    needed = ("subject", "clip", "onset", "offset", "emotion", "type")
+
+    def __init__(self):
+        super().__init__()
+        self.participants: dict[int, str] = {}   # participant number in the code sheet -> 's15'
+        self.videos: dict[str, str] = {}         # video name (lower case) -> 4-digit code
+
+    def read(self, path: Path) -> list[SheetRow]:
+        book = read_workbook(path)
+        names = list(book)
+        code = next((n for n in names if "code" in n.lower()), names[0])
+        rule1 = next((n for n in names if "rule1" in n.lower().replace(" ", "")), None)
+        rule2 = next((n for n in names if "rule2" in n.lower().replace(" ", "")), None)
+        if rule1 is None and rule2 is None and len(names) >= 3:   # sheets in the public loaders' order
+            rule1, rule2 = names[1], names[2]
+        self.participants = self._participants(book.get(rule1, []))
+        self.videos = self._videos(book.get(rule2, []))
+        rows = book[code]
+        if find_header(rows, scan=5) is not None:   # an edition with a header row
+            return table_from_sheet(path, code, rows, self.needed)
+        return records(rows, -1, {name: i for i, name in enumerate(POSITIONAL)})
+
+    @staticmethod
+    def _participants(rows) -> dict[int, str]:
+        out = {}
+        for _, values in rows:
+            cells = [cell_text(v) for v in values[:3]]
+            if len(cells) < 3 or not cells[2].isdigit():
+                continue
+            folder = cells[1] if re.fullmatch(r"[sS]?\d+", cells[1]) else cells[0]
+            digits = re.sub(r"\D", "", folder)
+            if digits:
+                out[int(cells[2])] = f"s{int(digits):02d}"
+        return out
+
+    @staticmethod
+    def _videos(rows) -> dict[str, str]:
+        out = {}
+        for _, values in rows:
+            cells = [cell_text(v) for v in values[:2]]
+            if len(cells) == 2 and cells[0].isdigit() and cells[1]:
+                out[cells[1].lower()] = cells[0].zfill(4)
+        return out
+
+    def identify(self, row: SheetRow) -> None:
+        raw = row.text("subject")
+        if re.fullmatch(r"[sS]\d+", raw):
+            row.subject = f"s{int(raw[1:]):02d}"
+        elif raw.isdigit():
+            number = int(raw)
+            if self.participants and number not in self.participants:
+                raise RowError(f"participant {number} is not in the 'naming rule1' sheet")
+            row.subject = self.participants.get(number, f"s{number:02d}")
+        else:
+            raise RowError(f"participant {raw!r} is not a participant number")
+        row.clip = row.text("clip")
+        if not row.clip:
+            raise RowError("the video name + expression number cell is empty")
+        video = row.clip.split("_")[0]
+        code = self.videos.get(video.lower()) or (video.zfill(4) if video.isdigit() else None)
+        if code is None:
+            raise RowError(f"video {video!r} is not in the 'naming rule2' sheet (video code unknown)")
+        row.extra["code"] = code
+
+    def pre_exclude(self, row: SheetRow) -> str | None:
+        kind = emotion_key(row.text("type"))
+        if "macro" in kind:
+            return "not in protocol (macro-expression; recognition uses the micro-expression rows)"
+        if "micro" in kind:
+            return None
+        if not kind:
+            raise RowError("expression type (macro/micro) is empty")
+        raise RowError(f"expression type {row.text('type')!r} is neither macro- nor micro-expression")
+
+    def adjust(self, row: SheetRow) -> None:
+        if parse_frame(row.values.get("offset"), "offset") != 0:
+            return
+        onset, apex = parse_frame(row.values.get("onset"), "onset"), parse_frame(row.values.get("apex"), "apex")
+        if onset is None or apex is None:
+            raise RowError("offset is 0 (not annotated) and onset or apex is missing too")
+        row.values["offset"] = 2 * apex - onset
+        row.fixes.append(f"offset 0->{2 * apex - onset} (rule: offset not annotated; apex + (apex - onset))")
+
+    def clip_parts(self, row: SheetRow) -> tuple[str, ...]:
+        return (row.subject,)
+
+    def locate(self, root: Path, row: SheetRow) -> str:
+        subject_dir = self.folders.path(self.base or root, row.subject)
+        if subject_dir is None:
+            raise RowError(f"subject folder {row.subject} does not exist under {self.base or root}")
+        pattern = re.compile(rf"^\d+_{re.escape(row.extra['code'])}(\D|$)")
+        found = [d for d in self.folders.children(subject_dir) if pattern.match(d.name)]
+        if len(found) != 1:
+            what = "no" if not found else f"{len(found)}"
+            raise RowError(f"{what} video folder(s) for code {row.extra['code']} (<n>_{row.extra['code']}...) "
+                           f"in {relative(root, subject_dir)}")
+        return relative(root, found[0])
