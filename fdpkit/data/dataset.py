@@ -1,0 +1,120 @@
+"""ClipDataset: a torch Dataset over the preprocessing cache and a subset of manifest rows.
+
+Items: ``(frames, dynamic_image, label, clip_uid)`` with ``frames`` float32 (T, 1, H, W) in [-1, 1]
+(``x / 127.5 - 1``), ``dynamic_image`` float32 (H, W) in [0, 1] (``x / 255``), ``label`` the index
+of the row's label in ``classes`` and ``clip_uid`` a str. The normalisation uses fixed constants,
+never statistics of the data. Rows must be usable (status ok in the cache); ``ok_rows`` filters a
+manifest subset down to those and says what it dropped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from fdpkit.data.cache import load_clip, lookup
+from fdpkit.data.manifest import row_name
+
+
+class CacheMissError(KeyError):
+    """A manifest row has no usable cache entry; the message names the clip(s) and why."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class OkRows(NamedTuple):
+    rows: pd.DataFrame      # the usable rows, original index kept
+    dropped: pd.DataFrame   # clip_uid, status, reason of every other row
+
+    @property
+    def n_dropped(self) -> int:
+        return len(self.dropped)
+
+    def reasons(self) -> dict[str, int]:
+        """How many rows were dropped for each reason."""
+        return {str(k): int(v) for k, v in self.dropped["reason"].value_counts().items()}
+
+
+def ok_rows(cache_dir, manifest_rows: pd.DataFrame) -> OkRows:
+    """Split rows into those with a usable cache entry and the dropped ones (with status and reason).
+
+    ``rows, dropped = ok_rows(cache, df)``; ``len(dropped)`` is the count.
+    """
+    found = lookup(cache_dir, manifest_rows)
+    usable = (found["status"] == "ok").to_numpy()
+    dropped = found.loc[~usable, ["clip_uid", "status", "reason"]].reset_index(drop=True)
+    return OkRows(manifest_rows.loc[usable], dropped)
+
+
+def frames_to_float(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (T, H, W) -> float32 (T, 1, H, W) in [-1, 1]."""
+    return torch.from_numpy(frames.astype(np.float32) / np.float32(127.5) - np.float32(1.0)).unsqueeze(1)
+
+
+def dynamic_image_to_float(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W) -> float32 (H, W) in [0, 1]."""
+    return torch.from_numpy(image.astype(np.float32) / np.float32(255.0))
+
+
+class ClipDataset(Dataset):
+    """Clips of ``manifest_rows`` from ``cache_dir``; labels index ``classes``.
+
+    Raises CacheMissError at construction, naming the clips, when a row has no usable cache entry
+    (never cached, failed, skipped, file gone, or the row changed since preprocessing): filter with
+    ``ok_rows`` first. ``preload=True`` reads every clip once and keeps the uint8 arrays (about
+    T*H*W + H*W bytes per clip); conversion to float happens per item either way.
+    """
+
+    def __init__(self, cache_dir, manifest_rows: pd.DataFrame, classes: list[str], preload: bool = False):
+        self.cache_dir = Path(cache_dir)
+        self.rows = manifest_rows.reset_index(drop=True).copy()
+        self.classes = list(classes)
+        class_index = {name: i for i, name in enumerate(self.classes)}
+        unknown = [f"{row_name(r)} ({r['clip_uid']}): label {r['label']!r}"
+                   for _, r in self.rows.iterrows() if r["label"] not in class_index]
+        if unknown:
+            raise ValueError(f"labels not in classes {self.classes}: " + "; ".join(unknown[:10])
+                             + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""))
+        found = lookup(self.cache_dir, self.rows)
+        bad = found[found["status"] != "ok"]
+        if len(bad):
+            lines = [f"{uid}: {status}: {reason}" for uid, status, reason
+                     in bad[["clip_uid", "status", "reason"]].itertuples(index=False)]
+            more = f"\n  ... and {len(lines) - 10} more" if len(lines) > 10 else ""
+            raise CacheMissError(
+                f"{len(bad)} of {len(self.rows)} clip(s) have no usable cache entry in {self.cache_dir} "
+                f"(filter with fdpkit.data.dataset.ok_rows):\n  " + "\n  ".join(lines[:10]) + more
+            )
+        self.paths = found["path"].tolist()
+        self.clip_uids = self.rows["clip_uid"].astype(str).tolist()
+        self.labels = np.array([class_index[label] for label in self.rows["label"]], dtype=np.int64)
+        self._arrays: list[tuple[np.ndarray, np.ndarray]] | None = None
+        if preload:
+            self._arrays = [self._read(i) for i in range(len(self))]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            data = load_clip(self.paths[i])
+            return data["frames"], data["dynamic_image"]
+        except Exception as error:
+            raise CacheMissError(f"{self.clip_uids[i]}: cannot read {self.paths[i]}: {error}") from error
+
+    def uint8(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """The cached uint8 (frames (T, H, W), dynamic image (H, W)) of item i."""
+        return self._arrays[i] if self._arrays is not None else self._read(i)
+
+    def __getitem__(self, i: int):
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} clips")
+        i = i % len(self)
+        frames, image = self.uint8(i)
+        return frames_to_float(frames), dynamic_image_to_float(image), int(self.labels[i]), self.clip_uids[i]

@@ -1,0 +1,164 @@
+"""One clip -> one aligned npz: the work of `fdpkit.data.cache.preprocess`, one call per clip.
+
+`process_clip` is a top-level function taking and returning plain dicts so that it runs the same in
+the main process and in spawned worker processes; its result depends only on its task (never on
+the process or the order), which keeps the cache byte-identical for any number of workers. It never
+raises: every problem becomes a ``failed`` or ``skipped`` result with a reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fdpkit.data.dynamic_image import dynamic_image_uint8
+from fdpkit.data.faces import NoFaceError, landmarks_68, similarity_transform, warp_face
+from fdpkit.data.frames import index_frames
+from fdpkit.data.sampling import SamplingError, SamplingSkip, sample_frames
+from fdpkit.io import write_npz
+
+UPSAMPLE_RETRIES = 1   # detector upsampling 0, then 1 (finds faces down to ~40 px)
+
+
+class ClipFailed(Exception):
+    """The clip cannot be made; the message is the reason recorded in the report."""
+
+
+class ClipSkipped(Exception):
+    """The sampling rule leaves the clip out; the message is the reason recorded in the report."""
+
+
+def init_worker() -> None:
+    """Worker-process initialiser: one OpenCV thread per process (the processes are the parallelism)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def process_clip(task: dict) -> dict:
+    """task: clip_uid, folder, onset, offset, path (npz to write), params (frames, size, align,
+    sampling, box_enlarge). -> {clip_uid, status, reason, notes}."""
+    result = {"clip_uid": task["clip_uid"], "status": "ok", "reason": "", "notes": ""}
+    try:
+        notes = make_clip(task)
+        result["notes"] = "; ".join(notes)
+    except ClipSkipped as skip:
+        result.update(status="skipped", reason=str(skip))
+    except ClipFailed as failure:
+        result.update(status="failed", reason=str(failure))
+    except Exception as error:  # a bug or a library error must not stop the other clips
+        result.update(status="failed", reason=f"unexpected error: {type(error).__name__}: {error}")
+    return result
+
+
+def make_clip(task: dict) -> list[str]:
+    """Sample, read, align and write one clip; returns the notes; raises ClipFailed / ClipSkipped."""
+    params = task["params"]
+    folder = Path(task["folder"])
+    if not folder.is_dir():
+        raise ClipFailed(f"frame folder not found: {folder}")
+    try:
+        files = index_frames(folder)
+    except (OSError, ValueError) as error:
+        raise ClipFailed(str(error)) from None
+    if not files:
+        raise ClipFailed(f"no frame files in {folder}")
+    try:
+        sampled = sample_frames(list(files), int(task["onset"]), int(task["offset"]),
+                                int(params["frames"]), params["sampling"])
+    except SamplingSkip as skip:
+        raise ClipSkipped(str(skip)) from None
+    except SamplingError as error:
+        raise ClipFailed(f"{error} in {folder}") from None
+    notes = list(sampled.notes)
+
+    unique = list(dict.fromkeys(sampled.numbers))          # distinct numbers, time order
+    images = {number: read_frame(files[number]) for number in unique}
+    size, enlarge = int(params["size"]), float(params["box_enlarge"])
+    if params["align"] == "once":
+        first = "onset frame" if params["sampling"] == "onset-offset" else "first sampled frame"
+        matrices = _align_once(images, files, unique, size, enlarge, first)
+    elif params["align"] == "per-frame":
+        matrices = _align_per_frame(images, files, unique, size, enlarge, notes)
+    else:
+        raise ClipFailed(f"unknown alignment {params['align']!r}")
+
+    aligned = {number: warp_face(images[number], matrices[number], size) for number in unique}
+    frames = np.stack([aligned[n] for n in sampled.numbers]).astype(np.uint8)
+    write_npz(
+        task["path"],
+        frames=frames,
+        dynamic_image=dynamic_image_uint8(frames),
+        frame_numbers=np.asarray(sampled.numbers, dtype=np.int64),
+        transforms=np.stack([matrices[n] for n in sampled.numbers]).astype(np.float64),
+        notes=np.array("; ".join(notes)),
+    )
+    return notes
+
+
+def read_frame(path: Path) -> np.ndarray:
+    """A frame file as grey uint8 (H, W); colour and grey files both work."""
+    import cv2
+
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    except cv2.error as error:
+        raise ClipFailed(f"unreadable frame {path}: {error}") from None
+    if image is None or image.size == 0:
+        raise ClipFailed(f"unreadable frame {path} (not an image or corrupt)")
+    return image
+
+
+def _fit(image: np.ndarray, size: int, enlarge: float) -> np.ndarray:
+    """The alignment matrix of the face in `image`; NoFaceError's message is the detail for a reason."""
+    try:
+        landmarks = landmarks_68(image, upsample_retries=UPSAMPLE_RETRIES)
+    except NoFaceError:
+        raise NoFaceError(f"dlib, detector upsampling 0..{UPSAMPLE_RETRIES}") from None
+    try:
+        return similarity_transform(landmarks, size=size, box_enlarge=enlarge)
+    except ValueError as error:   # degenerate landmarks: as good as no face
+        raise NoFaceError(str(error)) from None
+
+
+def _size(image: np.ndarray) -> str:
+    return f"{image.shape[1]}x{image.shape[0]}"
+
+
+def _align_once(images, files, unique, size, enlarge, first: str = "onset frame") -> dict:
+    """One transform, fitted on the first sampled frame (the onset under onset-offset sampling),
+    for every frame."""
+    reference = unique[0]
+    for number in unique[1:]:
+        if images[number].shape != images[reference].shape:
+            raise ClipFailed(
+                f"mixed frame sizes: {files[reference].name} is {_size(images[reference])}, "
+                f"{files[number].name} is {_size(images[number])}"
+            )
+    try:
+        matrix = _fit(images[reference], size, enlarge)
+    except NoFaceError as error:
+        raise ClipFailed(f"no face in the {first} {files[reference]} ({error})") from None
+    return {number: matrix for number in unique}
+
+
+def _align_per_frame(images, files, unique, size, enlarge, notes: list[str]) -> dict:
+    """A transform per frame (the released code); a frame without a face reuses the previous one."""
+    matrices: dict = {}
+    previous = None
+    for number in unique:
+        try:
+            matrices[number] = _fit(images[number], size, enlarge)
+        except NoFaceError as error:
+            if previous is None:
+                raise ClipFailed(f"no face in the first sampled frame {files[number]} ({error})") from None
+            if images[number].shape != images[previous].shape:
+                raise ClipFailed(
+                    f"mixed frame sizes: no face in {files[number].name} ({_size(images[number])}) "
+                    f"and the previous frame {files[previous].name} is {_size(images[previous])}"
+                )
+            matrices[number] = matrices[previous]
+            notes.append(f"fallback transform on frame {number} (no face; used frame {previous}'s)")
+        previous = number
+    return matrices
