@@ -1,37 +1,167 @@
-"""Atomic file writes and content hashes: every file fdpkit writes goes through here."""
+"""Atomic file writes and content hashes: every file fdpkit writes goes through here.
+
+A write goes to a hidden temp file in the target's folder (``.<name>.tmp-<host>-<pid>-<random>``),
+is fsynced, then renamed over the target (``os.replace``) and the folder is fsynced: readers see
+the old file or the new one, never half of one, whatever happens (disk full, SIGKILL, power cut).
+
+* A failed write (e.g. ``ENOSPC``, disk full) raises ``OSError`` with the original ``errno`` and a
+  message naming the file; the temp file is removed and the previous file (if any) is unchanged.
+* A process killed mid-write leaves its temp file behind. The next write into that folder by any
+  fdpkit process on the same host removes temp files whose writer process is gone (once per folder
+  per process); temp files of live writers (another process writing the same cache) are kept.
+* Files get the usual permissions (0666 minus the umask), not the 0600 of a bare temp file.
+* ``_write_all(fd, data)`` is the one low-level write: tests simulate a full disk by patching it.
+* Reading a truncated or corrupt npz / torch file raises ``CorruptFileError`` (a ValueError) naming
+  the file; ``load_npz`` never unpickles (``allow_pickle=False``), ``load_torch`` loads weights only.
+"""
 
 from __future__ import annotations
 
+import errno as _errno
 import hashlib
 import io
 import json
 import os
+import re
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_HOST = re.sub(r"[^A-Za-z0-9.]", "_", os.uname().nodename if hasattr(os, "uname") else "host")[:40] or "host"
+_TEMP = re.compile(r"^\..*\.tmp-(?P<host>[A-Za-z0-9._]+)-(?P<pid>\d+)-[A-Za-z0-9_]+$")
+_swept: set[str] = set()
+_swept_lock = threading.Lock()
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str) -> Path:
-    """Write via a temp file in the same folder, fsync, then rename: readers never see half a file."""
+
+class CorruptFileError(ValueError):
+    """A file fdpkit reads is truncated, corrupt or not what it should be; the message names it."""
+
+
+def _write_all(fd: int, data) -> None:
+    """Write every byte of `data` to `fd` (the low-level write every fdpkit file goes through)."""
+    view = memoryview(data).cast("B")
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class _Sink:
+    """The handle `_atomic_write` passes to its writer: `write(bytes)` only."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def write(self, data) -> int:
+        _write_all(self.fd, data)
+        return len(data)
+
+
+def temp_prefix(path: Path) -> str:
+    return f".{path.name[:80]}.tmp-{_HOST}-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder) -> list[Path]:
+    """Remove the temp files in `folder` left by killed fdpkit writers on this host; return them."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP.match(entry.name)
+        if not match or match["host"] != _HOST:
+            continue
+        pid = int(match["pid"])
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
+
+
+def _sweep_once(folder: Path) -> None:
+    key = str(folder)
+    with _swept_lock:
+        if key in _swept:
+            return
+        _swept.add(key)
+    remove_stale_temp_files(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
+    """Write via a temp file in the same folder, fsync, then rename: readers never see half a file.
+
+    `write(handle)` gets an object with `write(bytes)`; `mode` must be binary ("wb")."""
+    if mode != "wb":
+        raise ValueError(f"_atomic_write writes bytes (mode 'wb'), got {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _sweep_once(path.parent.resolve())
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
     try:
-        with os.fdopen(fd, mode) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            os.fchmod(fd, 0o666 & ~_UMASK)
+        except (AttributeError, OSError):  # not on this platform / file system
+            pass
+        write(_Sink(fd))
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         # Disk full, kill signal or a bug: leave the old file (if any) and no temp file behind.
+        if fd >= 0:
+            os.close(fd)
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(error, OSError) and not isinstance(error, _WriteError) and error.errno is not None:
+            kept = "the previous file is unchanged" if path.exists() else "no file was created"
+            hint = " (disk full?)" if error.errno in (_errno.ENOSPC, _errno.EDQUOT) else ""
+            raise _WriteError(error.errno, f"{error.strerror or error}{hint}: writing {path} failed; "
+                              f"nothing was written, {kept}", str(path)) from error
         raise
+    _fsync_dir(path.parent)
     return path
+
+
+class _WriteError(OSError):
+    """An OSError raised by `_atomic_write` (keeps the original errno)."""
+
+    def __str__(self) -> str:  # the message already names the file
+        return self.strerror or super().__str__()
 
 
 def write_bytes(path, data: bytes) -> Path:
@@ -67,18 +197,36 @@ def write_torch(path, obj: Any) -> Path:
 
 def read_json(path) -> Any:
     with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as error:
+            raise CorruptFileError(f"{path}: not valid JSON ({error})") from None
 
 
 def load_npz(path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+    """The arrays of an npz file, never unpickling (allow_pickle=False); CorruptFileError when the
+    file is truncated, corrupt or holds object arrays."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as error:  # BadZipFile, EOFError, ValueError (pickled objects), zlib.error...
+        raise CorruptFileError(f"{path}: not a readable npz file (truncated, corrupt or pickled "
+                               f"objects): {type(error).__name__}: {error}") from error
 
 
 def load_torch(path, map_location="cpu") -> Any:
+    """torch.load(weights_only=True): tensors and plain types only; CorruptFileError otherwise."""
     import torch
 
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as error:
+        raise CorruptFileError(f"{path}: not a loadable weights-only torch file (truncated, corrupt or "
+                               f"holding arbitrary objects): {type(error).__name__}: {error}") from error
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -52,7 +52,8 @@ import pandas as pd
 
 from fdpkit import __version__
 from fdpkit.data.faces import BORDER_VALUE, BOX_ENLARGE
-from fdpkit.data.manifest import Manifest, ManifestError, manifest_hash, read_manifest, validate
+from fdpkit.data.manifest import (Manifest, ManifestError, frame_folder, manifest_hash, read_manifest,
+                                  validate)
 from fdpkit.data.sampling import METHODS
 from fdpkit.io import load_npz, stable_hash, write_csv, write_json
 
@@ -181,13 +182,19 @@ def preprocess(manifest: Manifest | str | os.PathLike | pd.DataFrame, cache_dir,
     for _, row in rows.iterrows():
         uid = row["clip_uid"]
         files[uid] = clip_file_name(row, params)
+        try:
+            folder = frame_folder(row)   # refuses a frame_dir resolving out of root (e.g. a symlink)
+        except ManifestError as error:
+            results[uid] = {"clip_uid": uid, "status": "failed", "reason": str(error), "notes": "",
+                            "cached": False}
+            continue
         notes = _valid_cached(cache_dir / files[uid], params)
         if notes is not None:
             results[uid] = {"clip_uid": uid, "status": "ok", "reason": "", "notes": notes, "cached": True}
             continue
         tasks.append({
             "clip_uid": uid,
-            "folder": str(Path(row["root"]) / row["frame_dir"]),
+            "folder": str(folder),
             "onset": int(row["onset"]),
             "offset": int(row["offset"]),
             "path": str(cache_dir / files[uid]),

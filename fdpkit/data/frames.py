@@ -19,12 +19,14 @@ def index_frames(folder: str | Path) -> dict[int, Path]:
     """Frame number -> file for every image file in `folder`, sorted by number.
 
     Raises ValueError when two files claim the same number (e.g. img46.jpg and reg_img46.jpg mixed
-    in one folder), because picking one silently would change the data.
+    in one folder), because picking one silently would change the data. Hidden files (names starting
+    with '.', e.g. macOS `._img46.jpg` resource forks copied along with the frames) are not frames.
     """
     folder = Path(folder)
     found: dict[int, Path] = {}
     for path in folder.iterdir():
-        if not path.is_file() or path.suffix.lower() not in FRAME_EXTENSIONS:
+        if (path.name.startswith(".") or path.suffix.lower() not in FRAME_EXTENSIONS
+                or not path.is_file()):
             continue
         number = frame_number(path)
         if number is None:
@@ -35,3 +37,16 @@ def index_frames(folder: str | Path) -> dict[int, Path]:
             )
         found[number] = path
     return dict(sorted(found.items()))
+
+
+def unindexed_files(folder: str | Path) -> dict[int, Path]:
+    """Frame number -> file for the numbered files `index_frames` leaves out because of their
+    extension (`img5.gif`, `img5.jpg.part`): used to explain a frame that seems to be missing."""
+    out: dict[int, Path] = {}
+    for path in Path(folder).iterdir():
+        if path.name.startswith(".") or path.suffix.lower() in FRAME_EXTENSIONS or not path.is_file():
+            continue
+        number = frame_number(Path(path.name.split(".")[0]))
+        if number is not None:
+            out.setdefault(number, path)
+    return dict(sorted(out.items()))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
 from fdpkit import __version__
-from fdpkit.io import read_json, sha256_bytes, write_json, write_text
+from fdpkit.io import CorruptFileError, read_json, sha256_bytes, write_json, write_text
 
 COLUMNS = (
     "dataset", "subject", "subject_uid", "clip", "clip_uid", "root", "frame_dir",
@@ -72,12 +74,14 @@ def _as_bool(value) -> bool:
 
 def row_problems(row, classes: list[str] | None = None) -> list[str]:
     """Schema problems of one normalised row (no file system access)."""
-    problems = []
-    frame_dir = PurePosixPath(str(row["frame_dir"]).replace("\\", "/"))
-    if frame_dir.is_absolute() or Path(str(row["frame_dir"])).is_absolute():
-        problems.append(f"frame_dir {row['frame_dir']!r} is absolute; it must be relative to root")
-    if ".." in frame_dir.parts:
-        problems.append(f"frame_dir {row['frame_dir']!r} escapes the dataset root")
+    problems = frame_dir_problems(row["frame_dir"])
+    if not Path(str(row["root"])).is_absolute():
+        problems.append(f"root {row['root']!r} is not an absolute path")
+    if row["first_frame"] > row["last_frame"]:
+        problems.append(f"first_frame {row['first_frame']} is after last_frame {row['last_frame']}")
+    elif row["n_frames"] > row["last_frame"] - row["first_frame"] + 1:
+        problems.append(f"n_frames {row['n_frames']} is more than the frame numbers "
+                        f"{row['first_frame']}..{row['last_frame']} allow")
     if not (row["onset"] <= row["apex"] <= row["offset"]):
         problems.append(
             f"onset/apex/offset out of order: {row['onset']}/{row['apex']}/{row['offset']}"
@@ -96,6 +100,38 @@ def row_problems(row, classes: list[str] | None = None) -> list[str]:
     if row["subject_uid"] != f"{row['dataset']}/{row['subject']}":
         problems.append(f"subject_uid {row['subject_uid']!r} does not match dataset/subject")
     return problems
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def frame_dir_problems(frame_dir) -> list[str]:
+    """Why a frame_dir is not a plain path under the dataset root (absolute, `..`, a drive)."""
+    text = str(frame_dir)
+    posix = PurePosixPath(text.replace("\\", "/"))
+    if posix.is_absolute() or Path(text).is_absolute() or _DRIVE.match(text):
+        return [f"frame_dir {text!r} is absolute; it must be relative to root"]
+    if ".." in posix.parts:
+        return [f"frame_dir {text!r} escapes the dataset root"]
+    return []
+
+
+def frame_folder(row) -> Path:
+    """The clip's frame folder, `root / frame_dir`, after checking that it stays under root once
+    resolved (`..`, absolute paths and symlinks pointing out of the root are refused).
+    Raises ManifestError naming the row; does not require the folder to exist."""
+    problems = frame_dir_problems(row["frame_dir"])
+    root = Path(str(row["root"]))
+    if not problems and not root.is_absolute():
+        problems = [f"root {str(root)!r} is not an absolute path"]
+    if problems:
+        raise ManifestError(f"{row_name(row)}: {problems[0]}")
+    folder = root / str(row["frame_dir"]).replace("\\", "/")
+    real_root, real = Path(os.path.realpath(root)), Path(os.path.realpath(folder))
+    if real != real_root and real_root not in real.parents:
+        raise ManifestError(f"{row_name(row)}: frame folder {folder} resolves to {real}, outside the "
+                            f"dataset root {real_root} (a symlink?); frames must live under the root")
+    return folder
 
 
 def validate(rows: pd.DataFrame, classes: list[str] | None = None) -> pd.DataFrame:
@@ -160,14 +196,24 @@ def read_manifest(path, check_hash: bool = True) -> Manifest:
         raise ManifestError(f"{path}: no such manifest")
     if not meta_path(path).exists():
         raise ManifestError(f"{path}: sidecar {meta_path(path).name} is missing")
-    meta = read_json(meta_path(path))
+    try:
+        meta = read_json(meta_path(path))
+    except (OSError, CorruptFileError) as error:
+        raise ManifestError(f"{path}: cannot read its sidecar: {error}; re-run `fdpkit manifest`") from None
+    absent = [k for k in ("protocol", "classes", "manifest_sha256") if k not in meta] if isinstance(meta, dict) else []
+    if not isinstance(meta, dict) or absent:
+        raise ManifestError(f"{path}: sidecar {meta_path(path).name} lacks {', '.join(absent) or 'a JSON object'}; "
+                            "re-run `fdpkit manifest`")
     raw = path.read_bytes()
     if check_hash and sha256_bytes(raw) != meta.get("manifest_sha256"):
         raise ManifestError(
             f"{path}: content differs from the hash recorded in {meta_path(path).name} "
             "(edited after it was written?); re-run `fdpkit manifest`"
         )
-    rows = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        rows = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except (ValueError, pd.errors.ParserError) as error:  # UnicodeDecodeError is a ValueError
+        raise ManifestError(f"{path}: not a readable manifest CSV: {error}") from None
     try:
         rows = validate(rows, meta["classes"])
     except ManifestError as error:

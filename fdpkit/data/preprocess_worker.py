@@ -98,16 +98,39 @@ def make_clip(task: dict) -> list[str]:
 
 
 def read_frame(path: Path) -> np.ndarray:
-    """A frame file as grey uint8 (H, W); colour and grey files both work."""
+    """A frame file as grey uint8 (H, W); colour and grey files both work. The bytes are read with
+    numpy and decoded from memory (any path, non-ASCII included, on every platform); an empty,
+    truncated or corrupt file is a ClipFailed naming it (libjpeg would decode a truncated JPEG with
+    a grey lower half and only a warning on stderr)."""
     import cv2
 
     try:
-        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as error:
+        raise ClipFailed(f"unreadable frame {path}: {error}") from None
+    if data.size == 0:
+        raise ClipFailed(f"unreadable frame {path} (empty file, 0 bytes)")
+    problem = _truncation(data)
+    if problem:
+        raise ClipFailed(f"unreadable frame {path} ({problem})")
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
     except cv2.error as error:
         raise ClipFailed(f"unreadable frame {path}: {error}") from None
     if image is None or image.size == 0:
         raise ClipFailed(f"unreadable frame {path} (not an image or corrupt)")
     return image
+
+
+def _truncation(data: np.ndarray) -> str | None:
+    """Why an encoded JPEG or PNG is cut short (no end marker near its end), else None."""
+    head = data[:8].tobytes()
+    tail = data[-1024:].tobytes()
+    if head[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in tail:
+        return "truncated JPEG: no end-of-image marker"
+    if head == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail:
+        return "truncated PNG: no IEND chunk"
+    return None
 
 
 def _fit(image: np.ndarray, size: int, enlarge: float) -> np.ndarray:

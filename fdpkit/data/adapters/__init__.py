@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from fdpkit.data.frames import FRAME_EXTENSIONS, unindexed_files
 from fdpkit.data.manifest import Manifest, ManifestError, validate, write_manifest
 from fdpkit.data.protocols import (UNVERIFIED, Protocol, ProtocolError, default_protocol, is_missing,
                                    load_fixes, load_protocol)
@@ -137,6 +138,7 @@ def _collect(dataset, root, annotations, protocol: Protocol, lenient):
     log.info("%s: reading %s", dataset, sheet)
     table = adapter.read(sheet)
     rows = [r for r in table if r.text("clip") or r.text("onset")]  # a row without both is a note, not data
+    _check_origin(adapter, sheet, rows)
     notes = [r.sheet_row for r in table if not (r.text("clip") or r.text("onset"))]
     if notes:
         log.info("%s: ignored %d note row(s) without file name and onset (sheet rows %s)", dataset,
@@ -177,6 +179,32 @@ def _collect(dataset, root, annotations, protocol: Protocol, lenient):
                "rows_skipped": coll.count("skipped"), "note_rows_ignored": len(notes), **fix_counts}
     assert summary["rows_read"] == summary["rows_kept"] + summary["rows_excluded"] + summary["rows_skipped"]
     return [r for _, r in kept], coll.records, summary
+
+
+def _check_origin(adapter: Adapter, sheet: Path, rows: list[SheetRow]) -> None:
+    """Refuse a sheet whose ids look like another corpus' (a SAMM sheet given as CASME II's): row
+    errors alone ("folder sub06/006_1_2 does not exist") would hide the real mistake."""
+    sample = [(r.text("subject"), r.text("clip")) for r in rows if r.text("clip")][:500]
+    if len(sample) < 3:
+        return
+
+    def share(other: Adapter) -> float | None:
+        hits = [other.looks_like(subject, clip) for subject, clip in sample]
+        return None if hits[0] is None else sum(map(bool, hits)) / len(hits)
+
+    own = share(adapter)
+    if own is None or own >= 0.5:
+        return
+    for name, cls in ADAPTERS.items():
+        if isinstance(adapter, cls) or issubclass(cls, type(adapter)):
+            continue   # SynthME is written in CASME II's layout on purpose
+        theirs = share(cls())
+        if theirs is not None and theirs >= 0.6:
+            example = next(f"subject {s}, clip {c}" for s, c in sample if cls().looks_like(s, c))
+            raise AdapterError(
+                f"{adapter.name}: {sheet} looks like a {name} annotation sheet, not a {adapter.name} one: "
+                f"{theirs:.0%} of its rows have {name}-style ids (e.g. {example}), {own:.0%} {adapter.name}-style; "
+                f"pass the {adapter.name} spreadsheet with --annotations, or use --dataset {name}")
 
 
 def _apply_fixes(dataset, rows, sheet_name, coll: Collector):
@@ -244,7 +272,14 @@ def _manifest_row(adapter: Adapter, root: Path, row: SheetRow, label: str) -> di
     gaps = [n for n in range(onset, offset + 1) if n not in frames]
     if gaps:
         shown = ", ".join(map(str, gaps[:5])) + (f" and {len(gaps) - 5} more" if len(gaps) > 5 else "")
-        raise RowError(f"frame(s) {shown} between onset and offset are missing in {frame_dir}")
+        other = unindexed_files(root / frame_dir)
+        odd = [other[n].name for n in gaps if n in other]
+        why = (f" ({', '.join(odd[:3])}: not a frame extension, {', '.join(FRAME_EXTENSIONS)})" if odd else "")
+        raise RowError(f"frame(s) {shown} between onset and offset are missing in {frame_dir}{why}")
+    empty = [frames[n].name for n in range(onset, offset + 1) if frames[n].stat().st_size == 0]
+    if empty:
+        raise RowError(f"frame file(s) {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''} in {frame_dir} "
+                       "are empty (0 bytes): an incomplete copy?")
     name = adapter.name
     return {"dataset": name, "subject": row.subject, "subject_uid": f"{name}/{row.subject}", "clip": row.clip,
             "clip_uid": f"{name}/{row.subject}/{row.clip}", "root": str(root), "frame_dir": frame_dir,

@@ -16,6 +16,7 @@ class Casme2(Adapter):
     # --root may be the folder holding sub01..sub26, or a folder holding exactly one of these trees
     frame_bases = (".", "CASME2-RAW", "CASME2_RAW", "CASME2_RAW_selected", "CASME2-RAW-selected",
                    "Cropped", "CASME2_Cropped", "CASME2-Cropped", "Cropped_original")
+    clip_signature = r"(?i)EP\d+_\d+[a-z]*"
 
     def identify(self, row: SheetRow) -> None:
         row.subject = number_id(row.values.get("subject"), 2, "subject")

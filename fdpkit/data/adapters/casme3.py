@@ -22,6 +22,7 @@ class Casme3(Adapter):
     sheet_patterns = ("cas(me)3_part_a_me_label*", "cas(me)^3_part_a_me_label*", "*part_a_me_label*")
     frame_bases = (".", "data", "part_A", "part_A/data", "data/part_A", "ME_A", "Part_A_ME_clip/frame",
                    "frame")
+    subject_signature = r"(?i)sp\s*no\.?\s*\d+"   # spNO.1
 
     def sheet_order(self, book: dict):
         # the label sheet first when the workbook names one

@@ -31,6 +31,7 @@ class CasmeSq(Adapter):
     name = "casme_sq"
     sheet_patterns = ("cas(me)^2*code*", "cas(me)2*code*", "casme^2*code*", "*code_final*")
     frame_bases = ("rawpic", ".")
+    clip_signature = r"(?i)(?!ep\d)[a-z]+\d*_\d+"   # disgust1_1, anger1_2
     needed = ("subject", "clip", "onset", "offset", "emotion", "type")
 
     def __init__(self):

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fdpkit.data.frames import index_frames
+from fdpkit.data.frames import FRAME_EXTENSIONS, index_frames
 from fdpkit.data.protocols import is_missing
 
 SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".csv")
@@ -202,13 +202,23 @@ def clip_frames(root: Path, frame_dir: str) -> dict[int, Path]:
     folder = root / frame_dir
     if not folder.is_dir():
         raise RowError(f"frame folder {frame_dir} does not exist under {root}")
+    real_root, real = root.resolve(), folder.resolve()
+    if real != real_root and real_root not in real.parents:
+        raise RowError(f"frame folder {frame_dir} resolves to {real}, outside the dataset root {real_root} "
+                       "(a symlink?); frames must live under the root: point --root at the real folder")
     try:
         frames = index_frames(folder)
     except ValueError as error:
         raise RowError(f"frame folder {frame_dir}: {str(error).split(': ', 1)[-1]} "
                        "(raw and cropped names, or jpg and png, mixed in one folder)") from None
+    except OSError as error:
+        raise RowError(f"frame folder {frame_dir} cannot be listed: {error}") from None
     if not frames:
-        raise RowError(f"frame folder {frame_dir} holds no frame images")
+        others = sorted({p.suffix.lower() or p.name for p in folder.iterdir()
+                         if p.is_file() and not p.name.startswith(".")})
+        found = f"; it holds {', '.join(others[:8])} files" if others else " (it is empty)"
+        raise RowError(f"frame folder {frame_dir} holds no frame images "
+                       f"({', '.join(FRAME_EXTENSIONS)}){found}")
     return frames
 
 
@@ -276,6 +286,10 @@ class Adapter:
     sheet_patterns: tuple[str, ...] = ()   # known annotation file names (case-insensitive fnmatch)
     frame_bases: tuple[str, ...] = (".",)  # where subject folders may live, relative to root
     needed = ("subject", "clip", "onset", "offset", "emotion")
+    # How this corpus spells its ids (full-match regexes; None: not checked). A sheet whose ids
+    # mostly look like another corpus' is refused as "a sheet of the wrong dataset".
+    subject_signature: str | None = None
+    clip_signature: str | None = None
 
     def __init__(self):
         self.folders = FolderFinder()
@@ -293,6 +307,13 @@ class Adapter:
         if isinstance(found, RowError):
             raise RowError(str(found))
         return found
+
+    def looks_like(self, subject: str, clip: str) -> bool | None:
+        """Do these ids look like this corpus' (None when the adapter has no signature)?"""
+        if self.subject_signature is None and self.clip_signature is None:
+            return None
+        return ((self.subject_signature is None or re.fullmatch(self.subject_signature, subject) is not None)
+                and (self.clip_signature is None or re.fullmatch(self.clip_signature, clip) is not None))
 
     # reading
     def read(self, path: Path) -> list[SheetRow]:

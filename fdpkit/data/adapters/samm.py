@@ -15,6 +15,7 @@ class Samm(Adapter):
     name = "samm"
     sheet_patterns = ("samm*micro*facs*", "samm*codes*", "samm*.xls*")
     frame_bases = (".", "SAMM", "SAMM_CROP", "SAMM_cropped")
+    clip_signature = r"\d{3}_\d+_\d+"
 
     def identify(self, row: SheetRow) -> None:
         row.subject = number_id(row.values.get("subject"), 3, "subject")

@@ -1,0 +1,194 @@
+"""Builders and helpers of the fault matrix (docs/reliability.md); fixtures are in conftest.py.
+
+Everything is written at test time into pytest's temp folders:
+
+* real-face frames cropped from `skimage.data.astronaut()` (dlib finds the face), written as a
+  CASME II-style folder, with one fault injected per clip;
+* tiny CASME II / SAMM annotation spreadsheets (4x4 frames: manifests never look inside them);
+* a small SynthME (2 subjects x 2 clips), generated once per session, its manifest and a reference
+  preprocessing run (the "uninterrupted, single-process" result the kill and concurrency tests
+  compare against);
+* a toy cache (random clips written straight in the npz format) for the run faults, so training
+  tests do not need dlib.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import openpyxl
+import pandas as pd
+from skimage import data as skdata
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+ASTRONAUT_BGR = np.ascontiguousarray(skdata.astronaut()[..., ::-1])
+CASME2_HEADER = ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None, "Action Units",
+                 "Estimated Emotion"]
+SAMM_HEADER = ["Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame", "Duration",
+               "Type", "Action Units", "Notes", "Estimated Emotion", "Objective Classes"]
+TOY_CLASSES = ["happiness", "surprise", "others"]
+PREPROCESS = dict(frames=8, size=32)          # small clips: fast, still aligned by dlib
+SYNTH = dict(subjects=2, clips_per_subject=2, seed=0)
+
+
+# ---------------------------------------------------------------------------------- images
+def face(dx: int = 0, dy: int = 0, height: int = 240, width: int = 230) -> np.ndarray:
+    """A BGR crop around the astronaut's face (dlib detects it); (dx, dy) shifts the crop."""
+    return np.ascontiguousarray(ASTRONAUT_BGR[20 + dy:20 + dy + height, 110 + dx:110 + dx + width])
+
+
+def blank(height: int = 240, width: int = 230) -> np.ndarray:
+    return np.full((height, width, 3), 128, np.uint8)
+
+
+def encode(image: np.ndarray, ext: str = ".jpg") -> bytes:
+    ok, buffer = cv2.imencode(ext, image)
+    assert ok
+    return buffer.tobytes()
+
+
+def write_frames(folder: Path, frames, first: int = 1, name: str = "img{}.jpg") -> list[int]:
+    """Frames (arrays, encoded as the name's extension, or raw bytes) as folder/img<n>.jpg."""
+    folder.mkdir(parents=True, exist_ok=True)
+    numbers = list(range(first, first + len(frames)))
+    for number, frame in zip(numbers, frames):
+        path = folder / name.format(number)
+        path.write_bytes(frame if isinstance(frame, bytes) else encode(frame, path.suffix.lower()))
+    return numbers
+
+
+def manifest_row(root: Path, subject: str, clip: str, numbers, label: str = "happiness", onset=None,
+                 offset=None, frame_dir: str | None = None, dataset: str = "casme2") -> dict:
+    onset = numbers[0] if onset is None else onset
+    offset = numbers[-1] if offset is None else offset
+    return {
+        "dataset": dataset, "subject": subject, "subject_uid": f"{dataset}/{subject}", "clip": clip,
+        "clip_uid": f"{dataset}/{subject}/{clip}", "root": str(root),
+        "frame_dir": frame_dir if frame_dir is not None else f"sub{subject}/{clip}",
+        "first_frame": numbers[0], "last_frame": numbers[-1], "n_frames": len(numbers),
+        "onset": onset, "apex": (onset + offset) // 2, "offset": offset, "apex_estimated": False,
+        "emotion": label, "label": label, "aus": "", "fixes": "",
+    }
+
+
+def write_manifest_csv(path: Path, rows: list[dict], classes: list[str], protocol: str = "test") -> Path:
+    from fdpkit.data.manifest import COLUMNS, Manifest, write_manifest
+
+    return write_manifest(Manifest(pd.DataFrame(rows, columns=list(COLUMNS)), protocol, classes), path)
+
+
+# ---------------------------------------------------------------------------------- spreadsheets
+def write_xlsx(path: Path, rows, title: str = "Sheet1") -> Path:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = title
+    for row in rows:
+        sheet.append(list(row))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book.save(path)
+    return path
+
+
+TINY = encode(np.full((4, 4), 128, np.uint8))
+CASME2_ROWS = [  # subject, clip, onset, apex, offset, aus, emotion
+    (1, "EP02_01f", 10, 14, 20, "12", "happiness"),
+    (1, "EP03_02", 5, 8, 12, "4+9", "disgust"),
+    (2, "EP01_11f", 3, 6, 9, "14", "repression"),
+    (2, "EP06_01f", 4, 7, 11, "1+2", "surprise"),
+    (3, "EP08_04", 2, 5, 8, "4", "others"),
+]
+
+
+def make_casme2(root: Path, rows=CASME2_ROWS, header=CASME2_HEADER, sheet: str = "CASME2-coding-test.xlsx",
+                frames: bool = True, extra_rows=()) -> Path:
+    """A CASME II-style corpus (tiny 4x4 frames from onset-2 to offset+2) and its coding sheet.
+    `extra_rows` are appended to the sheet as they are (no frames)."""
+    table = [header] + [[s, c, None, on, ap, off, None, au, emo] for s, c, on, ap, off, au, emo in rows]
+    write_xlsx(root / sheet, table + [list(r) for r in extra_rows])
+    if frames:
+        for s, c, on, _, off, _, _ in rows:
+            folder = root / f"sub{int(s):02d}" / str(c)
+            folder.mkdir(parents=True, exist_ok=True)
+            for n in range(max(1, int(on) - 2), int(off) + 3):
+                (folder / f"img{n}.jpg").write_bytes(TINY)
+    return root
+
+
+def make_samm_sheet(path: Path) -> Path:
+    rows = [["SAMM: Spontaneous Micro-Facial Movement Dataset"], [], SAMM_HEADER]
+    for s, c, on, ap, off, emo in [(6, "006_1_2", 101, 105, 110, "Happiness"), (6, "006_1_3", 201, 204, 208, "Anger"),
+                                   (7, "007_3_1", 51, 55, 60, "Contempt"), (7, "007_5_2", 31, 33, 36, "Surprise")]:
+        rows.append([s, c, 1, on, ap, off, off - on + 1, "Micro - 1/2", "12", None, emo, 1])
+    return write_xlsx(path, rows, "FACS codes")
+
+
+# ---------------------------------------------------------------------------------- toy cache
+def make_toy_cache(folder: Path, subjects=("s01", "s02"), clips_per_subject: int = 4, size: int = 32):
+    """Manifest + cache of random 8-frame clips (the real npz format and index.csv)."""
+    from fdpkit.data.cache import INDEX_COLUMNS, row_key
+    from fdpkit.data.dynamic_image import dynamic_image_uint8
+    from fdpkit.io import write_csv, write_npz
+
+    rng = np.random.default_rng(0)
+    rows, index = [], []
+    cache = folder / "cache"
+    for subject in subjects:
+        for k in range(clips_per_subject):
+            label = TOY_CLASSES[k % 3]
+            row = manifest_row(folder / "corpus", subject, f"c{k}", list(range(1, 9)), label,
+                               frame_dir=f"{subject}/c{k}", dataset="synthme")
+            frames = rng.normal(128, 20, size=(8, size, size))
+            frames[:, 10 * (k % 3):10 * (k % 3) + 10] += np.array([0, 10, 20, 30, 40, 30, 20, 10])[:, None, None]
+            frames = np.clip(frames, 0, 255).astype(np.uint8)
+            name = f"{subject}_c{k}.npz"
+            write_npz(cache / name, frames=frames, dynamic_image=dynamic_image_uint8(frames),
+                      frame_numbers=np.arange(1, 9))
+            rows.append(row)
+            index.append({"clip_uid": row["clip_uid"], "status": "ok", "file": name, "row_key": row_key(row)})
+    write_csv(cache / "index.csv", pd.DataFrame(index, columns=list(INDEX_COLUMNS)))
+    manifest = write_manifest_csv(folder / "manifest.csv", rows, TOY_CLASSES, "toy3")
+    return manifest, cache
+
+
+RUN = dict(preset="tiny", steps=6, batch_size=4, progress=False, verbose=False,
+           overrides={"checkpoint_every": 2, "log_every": 1})
+CLI_RUN = ["--preset", "tiny", "--steps", "6", "--batch-size", "4", "--set", "checkpoint_every=2",
+           "--set", "log_every=1"]
+
+
+# ---------------------------------------------------------------------------------- helpers
+def child_env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def run_python(code: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run a Python snippet in a fresh interpreter (for kill tests)."""
+    return subprocess.run([PYTHON, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, env=child_env(), cwd=str(REPO))
+
+
+def fdpkit_cmd(*args: str) -> list[str]:
+    return [PYTHON, "-m", "fdpkit", *map(str, args)]
+
+
+def temp_files(folder: Path) -> list[Path]:
+    """fdpkit's in-flight/leftover temp files under folder."""
+    return [p for p in Path(folder).rglob(".*") if ".tmp" in p.name]
+
+
+def cache_state(cache: Path) -> dict:
+    """What must be equal between two preprocessing runs: npz bytes by name, index.csv and the
+    report without its `cached` column (which says whether this run made or reused a file)."""
+    report = pd.read_csv(cache / "preprocess_report.csv", dtype=str, keep_default_na=False)
+    return {
+        "npz": {p.name: p.read_bytes() for p in sorted(cache.glob("*.npz"))},
+        "index": (cache / "index.csv").read_bytes(),
+        "report": report.drop(columns=["cached"]).to_csv(index=False),
+    }
