@@ -1,0 +1,490 @@
+"""Train one fold: optimiser steps, model selection, checkpoints, exact resume.
+
+`train_fold` sees one fold's training data (and, for `inner_val`, validation clips drawn from the
+training subjects). The held-out subject reaches it only under the opt-in `test_best` selection,
+which reproduces the released code's test-fold model selection and is stamped optimistic.
+
+Data order is a pure function of (seed, step): sample position p = step * batch + j lies in epoch
+p // n at offset p % n of that epoch's permutation, drawn from a generator seeded by (seed, epoch).
+A checkpoint therefore needs no sampler state; it holds the model, optimiser, AMP scaler, step,
+every global RNG state (as tensors / plain types: it loads with weights_only=True), the log rows,
+the best-so-far weights and the config. Resuming from it gives bit-identical weights and log rows
+(except the wall-clock `seconds` column) to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fdpkit.folds import derive_seed
+from fdpkit.io import load_torch, write_csv, write_torch
+
+SELECTIONS = ("fixed_steps", "inner_val", "test_best")
+OPTIMISTIC_WARNING = ("optimistic: the model was selected on the held-out test subject "
+                      "(test_best, as the released FDP code); not an unbiased estimate")
+CHECKPOINT = "checkpoint.pt"
+TRAIN_LOG = "train_log.csv"
+LOG_COLUMNS = ("step", "loss", "ce", "di", "rank", "lr", "seconds", "val")
+FORMAT = 1
+
+
+@dataclass
+class TrainConfig:
+    """Every training knob. Defaults = the released code (Adam 1e-4, wd 1e-3, batch 36, 500 steps)."""
+
+    lr: float = 1e-4
+    weight_decay: float = 1e-3
+    batch_size: int = 36
+    steps: int = 500
+    optimizer: str = "adam"  # adam (L2 weight decay, as released) | adamw
+    schedule: str = "constant"  # constant | cosine (to 0 at the last step)
+    grad_clip: float | None = None
+    ce_weight: float = 1.0
+    di_weight: float = 100.0
+    rank_weight: float = 0.0
+    sampler: str = "uniform"  # uniform: a permutation per epoch | balanced: class-balanced draws
+    selection: str = "fixed_steps"  # fixed_steps | inner_val | test_best
+    eval_every: int | None = None  # inner_val / test_best: steps between evaluations (None: 1 epoch)
+    select_metric: str | None = None  # None: uf1 for inner_val, accuracy for test_best (as released)
+    inner_val_fraction: float = 0.2  # share of the training subjects held out for inner_val
+    patience: int | None = None  # inner_val: stop after this many evaluations without improvement
+    checkpoint_every: int = 50
+    log_every: int = 10  # steps between rewrites of train_log.csv
+    device: str = "auto"  # auto: cuda when present, else cpu
+    precision: str = "auto"  # auto: fp16 AMP on cuda, fp32 on cpu | fp32 | bf16 | fp16
+    eval_batch_size: int = 64
+    # torch intra-op threads per fold. Part of the fingerprint: on CPU the float results depend on
+    # the thread count, so every executor uses exactly this many (0: leave torch's setting alone).
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        for name, allowed in (("optimizer", ("adam", "adamw")), ("schedule", ("constant", "cosine")),
+                              ("sampler", ("uniform", "balanced")),
+                              ("precision", ("auto", "fp32", "bf16", "fp16")),
+                              ("select_metric", (None, "uf1", "uar", "accuracy", "weighted_f1"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.steps < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise ValueError("steps, batch_size and checkpoint_every must be >= 1")
+
+    @property
+    def metric(self) -> str:
+        return self.select_metric or ("accuracy" if self.selection == "test_best" else "uf1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The fields that change results (not where or how fast it runs)."""
+        skip = {"checkpoint_every", "log_every", "eval_batch_size", "device"}
+        return {k: v for k, v in self.to_dict().items() if k not in skip}
+
+    @classmethod
+    def from_preset(cls, preset: str = "paper", **overrides: Any) -> "TrainConfig":
+        values = dict(TRAIN_PRESETS.get(preset, {}))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        return cls(**values)
+
+
+# Per-preset training defaults: data, overridable by --steps / --batch-size / --set.
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},  # the released code's values (the dataclass defaults)
+    "official": {},
+    # SynthME on 2 CPU cores. Measured (16-subject SynthME, folds 01-02, 300 steps): with the
+    # released di_weight=100 the tiny model's CE stays at ln(5) (the dynamic-image term swamps it);
+    # with di_weight 10 (or 0) and class-balanced sampling the CE falls.
+    "tiny": {"lr": 1e-3, "batch_size": 16, "steps": 300, "sampler": "balanced", "di_weight": 10.0},
+}
+
+
+class TrainingDiverged(RuntimeError):
+    def __init__(self, fold: str, step: int, message: str):
+        super().__init__(message)
+        self.fold, self.step = fold, step
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module  # holds the selected weights
+    selected_step: int
+    steps_done: int
+    complete: bool  # False when stopped early by `stop_after`
+    log: pd.DataFrame
+    selection: str
+    best_score: float | None = None
+    history: list = field(default_factory=list)  # [(step, score)] of the evaluations
+    train_seconds: float = 0.0
+
+    @property
+    def optimistic(self) -> bool:
+        return self.selection == "test_best"
+
+
+# ---------------------------------------------------------------------------------- helpers
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device):
+    """The autocast dtype, or None for plain fp32."""
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """All global RNG states as tensors and plain types (loadable with weights_only=True)."""
+    np_state = np.random.get_state()
+    py = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
+        "numpy": {"name": str(np_state[0]), "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
+                  "cached_gaussian": float(np_state[4])},
+        "python": {"version": int(py[0]), "state": torch.tensor(py[1], dtype=torch.int64),
+                   "gauss": py[2]},
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
+
+
+@dataclass
+class Tensors:
+    """A dataset materialised once: frames (N, T, 1, H, W), dynamic images (N, H, W), labels (N,)."""
+
+    frames: torch.Tensor
+    dynamic_images: torch.Tensor
+    labels: torch.Tensor
+    clip_uids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def materialise(dataset) -> Tensors:
+    """Read every item of a dataset yielding (frames, dynamic_image, label, clip_uid) once."""
+    if isinstance(dataset, Tensors):
+        return dataset
+    items = [dataset[i] for i in range(len(dataset))]
+    if not items:
+        raise ValueError("empty dataset")
+    return Tensors(torch.stack([torch.as_tensor(it[0], dtype=torch.float32) for it in items]),
+                   torch.stack([torch.as_tensor(it[1], dtype=torch.float32) for it in items]),
+                   torch.tensor([int(it[2]) for it in items], dtype=torch.long),
+                   [str(it[3]) for it in items])
+
+
+class DataOrder:
+    """Sample indices for any step, from (seed, epoch) alone: resumable at any step."""
+
+    def __init__(self, labels: torch.Tensor, batch_size: int, seed: int, sampler: str = "uniform"):
+        self.n, self.batch_size, self.seed, self.sampler = len(labels), batch_size, seed, sampler
+        counts = torch.bincount(labels)
+        self.weights = (1.0 / counts.double())[labels]
+        self._cache: dict[int, torch.Tensor] = {}
+
+    def epoch(self, e: int) -> torch.Tensor:
+        if e not in self._cache:
+            if len(self._cache) > 4:
+                self._cache.clear()
+            g = torch.Generator().manual_seed(derive_seed(self.seed, "data_order", e))
+            if self.sampler == "balanced":
+                self._cache[e] = torch.multinomial(self.weights, self.n, replacement=True, generator=g)
+            else:
+                self._cache[e] = torch.randperm(self.n, generator=g)
+        return self._cache[e]
+
+    def batch(self, step: int) -> torch.Tensor:
+        """Indices of 0-based step `step`."""
+        positions = range(step * self.batch_size, (step + 1) * self.batch_size)
+        return torch.stack([self.epoch(p // self.n)[p % self.n] for p in positions])
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, math.ceil(self.n / self.batch_size))
+
+
+def lr_at(config: TrainConfig, step: int) -> float:
+    """Learning rate of 0-based step `step` (stateless, so resuming needs no scheduler state)."""
+    if config.schedule == "cosine":
+        return config.lr * 0.5 * (1 + math.cos(math.pi * step / config.steps))
+    return config.lr
+
+
+@torch.no_grad()
+def predict_proba(model: torch.nn.Module, data, batch_size: int = 64, device=None,
+                  precision: str = "fp32") -> tuple[np.ndarray, Tensors]:
+    """Class probabilities (N, C) float64 of every clip of `data`, in eval mode."""
+    data = materialise(data)
+    device = device or next(model.parameters()).device
+    dtype = autocast_dtype(precision, torch.device(device))
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(data), batch_size):
+        x = data.frames[start:start + batch_size].to(device)
+        with torch.autocast(torch.device(device).type, dtype=dtype or torch.float32,
+                            enabled=dtype is not None):
+            logits = model(x).logits
+        out.append(torch.softmax(logits.float(), dim=1).double().cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy(), data
+
+
+def _score(model, data: Tensors, config: TrainConfig, device) -> float:
+    from fdpkit.metrics import pooled_metrics
+
+    probs, _ = predict_proba(model, data, config.eval_batch_size, device, config.precision)
+    classes = list(range(probs.shape[1]))
+    return float(pooled_metrics(data.labels.numpy(), probs.argmax(1), classes)[config.metric])
+
+
+def _state_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _fdp_loss():
+    from fdpkit.model import fdp_loss
+
+    return fdp_loss
+
+
+# ---------------------------------------------------------------------------------- training
+def train_fold(model: torch.nn.Module, train_data, config: TrainConfig, *, val_data=None,
+               fold: str = "fold", seed: int = 0, workdir: str | Path | None = None,
+               progress: bool = True, stop_after: int | None = None) -> TrainResult:
+    """Train `model` on `train_data` for `config.steps` optimiser steps; return the selected weights.
+
+    * `train_data`: items (frames (T,1,H,W), dynamic_image (H,W), label, clip_uid); the fold's
+      training subjects only.
+    * `val_data`: inner_val -> clips of held-out *training* subjects; test_best -> the test subject
+      (optimistic); fixed_steps -> must be None.
+    * `workdir`: checkpoint.pt and train_log.csv go here; an existing checkpoint is resumed (a
+      complete one is returned without training).
+    * `stop_after`: stop (with a checkpoint) after this many steps, as if interrupted.
+    """
+    if config.selection == "fixed_steps" and val_data is not None:
+        raise ValueError("fixed_steps selection takes no validation data")
+    if config.selection != "fixed_steps" and val_data is None:
+        raise ValueError(f"{config.selection} selection needs validation data")
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        return _train(model, train_data, config, val_data, fold, seed, workdir, progress, stop_after)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(model, train_data, config, val_data, fold, seed, workdir, progress, stop_after):
+    device = resolve_device(config.device)
+    dtype = autocast_dtype(config.precision, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    ckpt_path = Path(workdir) / CHECKPOINT if workdir is not None else None
+    log_path = Path(workdir) / TRAIN_LOG if workdir is not None else None
+
+    data = materialise(train_data)
+    val = materialise(val_data) if val_data is not None else None
+    if val is not None and config.selection == "inner_val" and set(val.clip_uids) & set(data.clip_uids):
+        raise ValueError("inner validation clips overlap the training clips")
+    order = DataOrder(data.labels, config.batch_size, seed, config.sampler)
+    eval_every = config.eval_every or order.steps_per_epoch
+    model.to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(params, lr=config.lr, weight_decay=config.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    loss_fn = _fdp_loss()
+
+    log: dict[str, list] = {c: [] for c in LOG_COLUMNS}
+    best: dict[str, Any] | None = None
+    history: list[list] = []
+    step, seconds_before, finished = 0, 0.0, False
+    if ckpt_path is not None and ckpt_path.exists():
+        ckpt = load_torch(ckpt_path)
+        _check_checkpoint(ckpt, config, fold, seed, ckpt_path)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if ckpt["scaler"]:
+            scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+        step, log, best, history = ckpt["step"], ckpt["log"], ckpt["best"], ckpt["history"]
+        seconds_before = log["seconds"][-1] if log["seconds"] else 0.0
+        finished = bool(ckpt["complete"])
+    else:
+        seed_everything(derive_seed(seed, "train"))
+
+    def checkpoint(complete: bool = False) -> None:
+        if ckpt_path is None:
+            return
+        bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:  # a non-finite gradient with a finite loss: never overwrite the last good checkpoint
+            write_log()
+            raise TrainingDiverged(fold, step, (
+                f"fold {fold}: non-finite weights ({', '.join(bad[:3])}) after step {step}; training "
+                f"stopped, the last good checkpoint {ckpt_path} (step {_ckpt_step(ckpt_path)}) is kept"))
+        write_torch(ckpt_path, {
+            "format": FORMAT, "fold": fold, "seed": seed, "step": step, "complete": complete,
+            "config": config.to_dict(), "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "rng": rng_state(),
+            "data_order": {"scheme": "randperm(derive_seed(seed, 'data_order', epoch))",
+                           "sampler": config.sampler, "seed": seed},
+            "log": log, "best": best, "history": history,
+        })
+        write_log()
+
+    def write_log() -> None:
+        if log_path is not None:
+            write_csv(log_path, pd.DataFrame(log, columns=list(LOG_COLUMNS)))
+
+    bar = None
+    if progress and not finished and step < config.steps:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.steps, initial=step, desc=f"fold {fold}", leave=False, unit="step")
+    start_time = time.perf_counter()
+    try:
+        while step < config.steps and not finished:
+            if stop_after is not None and step >= stop_after:
+                checkpoint()
+                return _result(model, step, False, log, best, history, config)
+            idx = order.batch(step)
+            x = data.frames[idx].to(device, non_blocking=True)
+            di = data.dynamic_images[idx].to(device, non_blocking=True)
+            y = data.labels[idx].to(device, non_blocking=True)
+            lr = lr_at(config, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                output = model(x)
+                loss, parts = loss_fn(output, y, di, ce_weight=config.ce_weight,
+                                      di_weight=config.di_weight, rank_weight=config.rank_weight)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                write_log()
+                kept = (f"the last good checkpoint {ckpt_path} (step {_ckpt_step(ckpt_path)}) is kept"
+                        if ckpt_path is not None and ckpt_path.exists() else "no checkpoint was written")
+                raise TrainingDiverged(fold, step + 1, (
+                    f"fold {fold}: loss is {value} at step {step + 1} (ce={parts['ce']}, "
+                    f"di={parts['di']}); training stopped, {kept}"))
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            score = None
+            if val is not None and (step % eval_every == 0 or step == config.steps):
+                score = _score(model, val, config, device)
+                history.append([step, score])
+                if best is None or score > best["score"]:  # ties keep the earlier step
+                    best = {"step": step, "score": score, "state": _state_copy(model)}
+            stop_early = (config.patience is not None and config.selection == "inner_val"
+                          and best is not None and len(history) - _index_of(history, best["step"]) - 1
+                          >= config.patience)
+            row = (step, value, parts["ce"], parts["di"], parts["rank"], lr,
+                   seconds_before + time.perf_counter() - start_time,
+                   float("nan") if score is None else score)
+            for column, v in zip(LOG_COLUMNS, row):
+                log[column].append(v)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.4f}", ce=f"{parts['ce']:.4f}", di=f"{parts['di']:.4f}",
+                                refresh=False)
+            if step == config.steps or stop_early:
+                checkpoint(complete=True)
+                break
+            elif step % config.checkpoint_every == 0:
+                checkpoint()
+            elif step % config.log_every == 0:
+                write_log()
+    finally:
+        if bar is not None:
+            bar.close()
+    return _result(model, step, True, log, best, history, config)
+
+
+def _index_of(history: list, step: int) -> int:
+    return next(i for i, (s, _) in enumerate(history) if s == step)
+
+
+def _result(model, step, complete, log, best, history, config) -> TrainResult:
+    selected_step, best_score = step, None
+    if complete and config.selection != "fixed_steps" and best is not None:
+        model.load_state_dict(best["state"])
+        selected_step, best_score = best["step"], best["score"]
+    frame = pd.DataFrame(log, columns=list(LOG_COLUMNS))
+    seconds = float(frame["seconds"].iloc[-1]) if len(frame) else 0.0
+    return TrainResult(model, selected_step, step, complete, frame, config.selection, best_score,
+                       [tuple(h) for h in history], seconds)
+
+
+def _ckpt_step(path) -> int | str:
+    try:
+        return int(load_torch(path)["step"])
+    except Exception:  # noqa: BLE001 - only for the message
+        return "?"
+
+
+def _check_checkpoint(ckpt: dict, config: TrainConfig, fold: str, seed: int, path: Path) -> None:
+    if ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path}: checkpoint format {ckpt.get('format')} is not {FORMAT}")
+    saved = TrainConfig(**ckpt["config"]).fingerprint()
+    if saved != config.fingerprint() or ckpt.get("seed") != seed or ckpt.get("fold") != fold:
+        diff = sorted(k for k in saved if saved[k] != config.fingerprint().get(k))
+        raise ValueError(f"{path}: checkpoint was made for another fold, seed or config "
+                         f"(differs in {diff or ['fold/seed']}); delete it or use another folder")
+
+
+def load_selected(path, model: torch.nn.Module) -> torch.nn.Module:
+    """Load a fold checkpoint's selected weights (the trained model) into `model`."""
+    ckpt = load_torch(path)
+    if not ckpt.get("complete"):
+        raise ValueError(f"{path}: training did not finish (step {ckpt.get('step')})")
+    best = ckpt.get("best")
+    selection = ckpt["config"]["selection"]
+    model.load_state_dict(best["state"] if selection != "fixed_steps" and best else ckpt["model"])
+    return model
+
+
+__all__ = ["TrainConfig", "TRAIN_PRESETS", "SELECTIONS", "OPTIMISTIC_WARNING", "TrainResult",
+           "TrainingDiverged", "train_fold", "predict_proba", "materialise", "Tensors", "DataOrder",
+           "seed_everything", "rng_state", "set_rng_state", "resolve_device", "load_selected", "lr_at"]
