@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from fdpkit.io import read_json, write_text
 from fdpkit.paths import notebooks_dir
 
 HEADLINE_METRICS = ("uf1", "uar", "accuracy", "weighted_f1")
+NAMES = {"uf1": "UF1", "uar": "UAR", "accuracy": "accuracy", "weighted_f1": "weighted F1"}
 
 
 class NotebookFailed(RuntimeError):
@@ -83,6 +85,9 @@ def _render_html(executed: Path) -> Path:
     return write_text(executed.with_suffix(".html"), body)
 
 
+HEADLINE_RUNS = ("fdp", "apex-frame", "difference")  # work_dir/runs/<name>: FDP first, then the baselines
+
+
 def headline(work_dir: Path) -> tuple[dict | None, dict | None]:
     """The FDP LOSO summary and the data summary that the notebooks wrote, when present."""
     summary_path = work_dir / "runs" / "fdp" / "summary.json"
@@ -96,25 +101,42 @@ def _metric_cell(summary: dict, name: str) -> str:
     value = summary.get("pooled", {}).get(name)
     if value is None:
         return "–"
-    interval = summary.get("ci", {}).get(name)
+    ci = summary.get("ci", {})
+    interval = (ci.get("intervals") or ci).get(name)  # fdpkit.metrics.summarize: ci.intervals
     text = f"{value:.3f}"
     if interval:
         text += f" [{interval[0]:.3f}, {interval[1]:.3f}]"
     return text
 
 
+def _metric_rows(work_dir: Path) -> str:
+    rows = []
+    for name in HEADLINE_RUNS:
+        path = work_dir / "runs" / name / "summary.json"
+        if path.exists():
+            run = read_json(path)
+            rows.append(f"<tr><td>{html.escape(name)}</td><td>{run.get('n', '?')} clips, "
+                        f"{run.get('n_subjects', '?')} subjects</td>"
+                        + "".join(f"<td>{_metric_cell(run, m)}</td>" for m in HEADLINE_METRICS) + "</tr>")
+    return "".join(rows)
+
+
 def _write_index(out_dir: Path, dataset: str, pages, work_dir: Path) -> Path:
     summary, meta = headline(work_dir)
     parts = [f"<h1>fdpkit report: {html.escape(dataset)}</h1>"]
+    if os.environ.get("FDPKIT_SMOKE", "").strip().lower() not in ("", "0", "false", "no"):
+        parts.append("<p><b>SMOKE MODE (FDPKIT_SMOKE=1): scaled down for testing; these numbers are not "
+                     "results.</b></p>")
     if summary:
         selection = summary.get("selection", "?")
         warn = " <b>(optimistic: model chosen on the test subject)</b>" if selection == "test_best" else ""
         parts.append("<h2>Headline (pooled over LOSO folds, 95% bootstrap-over-subjects intervals)</h2>")
-        parts.append("<table border=1 cellpadding=4><tr>" + "".join(
-            f"<th>{m}</th>" for m in HEADLINE_METRICS) + "</tr><tr>" + "".join(
-            f"<td>{_metric_cell(summary, m)}</td>" for m in HEADLINE_METRICS) + "</tr></table>")
+        parts.append("<table border=1 cellpadding=4><tr><th>model</th><th>pooled over</th>" + "".join(
+            f"<th>{NAMES.get(m, m)}</th>" for m in HEADLINE_METRICS) + "</tr>" + _metric_rows(work_dir)
+            + "</table>")
         parts.append(f"<p>selection rule: {html.escape(str(selection))}{warn}; preset: "
-                     f"{html.escape(str(summary.get('preset', '?')))}; protocol: "
+                     f"{html.escape(str(summary.get('preset', '?')))}; training steps per fold: "
+                     f"{html.escape(str(summary.get('train', {}).get('steps', '?')))}; protocol: "
                      f"{html.escape(str(summary.get('protocol', '?')))}</p>")
     if meta:
         data = meta.get("summary", {})

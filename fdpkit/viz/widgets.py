@@ -1,0 +1,166 @@
+"""Interactive views (ipywidgets) built on the static figures of `fdpkit.viz.figures`.
+
+Widget state does not survive papermill, so notebooks run headless show the static counterpart
+(`figures.clip_view`, `figures.attribution_view`); these classes redraw the same figures when a
+control changes. Each keeps the figure it drew last in ``.figure`` and its current selection in
+``.state`` so that tests can drive it: ``inspector.frame.value = 3`` -> ``inspector.state["frame"]``.
+
+    inspector = ClipInspector(records)        # records: fdpkit.notebook clip records
+    inspector                                  # shows the controls and the view in Jupyter
+    explorer = AttributionExplorer(records)    # records with "maps": {method: (T, H, W)}
+
+Notebooks call ``interactive(ClipInspector, records)``: the widget in a live Jupyter session, a
+short note when run headless (papermill/nbclient, nbval, FDPKIT_SMOKE or FDPKIT_HEADLESS set),
+where widget state would not survive and widget messages can stall the runner (jupyter/nbclient
+issue 312: execution sometimes blocks on a cell that displays a widget).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Sequence
+
+from fdpkit.viz import figures
+
+
+def headless() -> bool:
+    """True when no person is looking: FDPKIT_HEADLESS / FDPKIT_SMOKE set, or a kernel started by
+    nbclient (papermill, nbconvert), which keeps IPython's history in memory."""
+    for name in ("FDPKIT_HEADLESS", "FDPKIT_SMOKE"):
+        if os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no"):
+            return True
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return True
+    shell = get_ipython()
+    return shell is None or str(getattr(shell.history_manager, "hist_file", "")) == ":memory:"
+
+
+class _Note:
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def interactive(view, *args, **kwargs):
+    """``view(*args, **kwargs)`` (a widget class) in a live session; a note when headless."""
+    if headless():
+        return _Note(f"{view.__name__}: interactive view, shown when the notebook is opened in "
+                     "JupyterLab (run headless here; the static figure above shows the same view)")
+    return view(*args, **kwargs)
+
+
+class _View:
+    """Controls + an Output holding the current figure; `.widget` is the whole box."""
+
+    def __init__(self, controls: list):
+        import ipywidgets as w
+
+        self.output = w.Output()
+        self.controls = controls
+        self.widget = w.VBox([w.HBox(controls), self.output])
+        self.figure = None
+        self.state: dict = {}
+        for control in controls:
+            control.observe(self._changed, names="value")
+
+    def _changed(self, _change=None) -> None:
+        self.redraw()
+
+    def draw(self):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def redraw(self):
+        from IPython.display import display
+
+        self.figure = self.draw()
+        self.output.clear_output(wait=True)
+        with self.output:
+            display(self.figure)
+        return self.figure
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = self.widget._repr_mimebundle_(**kwargs) or {}
+        bundle["text/plain"] = (f"{type(self).__name__}: interactive view (open the notebook in JupyterLab); "
+                                "the static figure above shows the same view")
+        return bundle
+
+
+class ClipInspector(_View):
+    """Pick a clip and a frame: rank scores, target vs predicted dynamic image, class probabilities.
+
+    ``records``: a list of clip records, or ``(n, get)`` with ``get(i) -> record`` computed on demand
+    (and cached)."""
+
+    def __init__(self, records: Sequence[dict] | tuple[int, Callable[[int], dict]], labels=None):
+        import ipywidgets as w
+
+        self._get, n = _source(records)
+        labels = labels or [self._label(i) for i in range(n)]
+        self.clip = w.Dropdown(options=[(label, i) for i, label in enumerate(labels)], value=0,
+                               description="clip")
+        first = self._get(0)
+        self.frame = w.IntSlider(value=0, min=0, max=len(first["frames"]) - 1, description="frame")
+        super().__init__([self.clip, self.frame])
+        self.redraw()
+
+    def _label(self, i: int) -> str:
+        return str(i)
+
+    def _changed(self, change=None) -> None:
+        if change is not None and change.get("owner") is self.clip:
+            t = len(self._get(self.clip.value)["frames"])
+            if self.frame.max != t - 1:
+                self.frame.max = t - 1
+        self.redraw()
+
+    def draw(self):
+        record = self._get(self.clip.value)
+        self.state = {"clip": self.clip.value, "clip_uid": record.get("clip_uid"), "frame": self.frame.value}
+        return figures.clip_view(record, self.frame.value)
+
+
+class AttributionExplorer(_View):
+    """Pick a clip and a method, a frame and the overlay strength."""
+
+    def __init__(self, records: Sequence[dict] | tuple[int, Callable[[int], dict]], methods=None, labels=None):
+        import ipywidgets as w
+
+        self._get, n = _source(records)
+        first = self._get(0)
+        methods = list(methods or first["maps"])
+        labels = labels or [str(i) for i in range(n)]
+        self.clip = w.Dropdown(options=[(label, i) for i, label in enumerate(labels)], value=0,
+                               description="clip")
+        self.method = w.Dropdown(options=methods, value=methods[0], description="method")
+        self.frame = w.IntSlider(value=0, min=0, max=len(first["frames"]) - 1, description="frame")
+        self.alpha = w.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="overlay")
+        super().__init__([self.clip, self.method, self.frame, self.alpha])
+        self.redraw()
+
+    def draw(self):
+        record = self._get(self.clip.value)
+        self.state = {"clip": self.clip.value, "clip_uid": record.get("clip_uid"), "method": self.method.value,
+                      "frame": self.frame.value, "alpha": self.alpha.value}
+        return figures.attribution_view(record, self.method.value, self.frame.value, self.alpha.value)
+
+
+def _source(records):
+    """-> (get(i), n) with memoisation for on-demand records."""
+    if isinstance(records, tuple) and len(records) == 2 and callable(records[1]):
+        n, compute = records
+        cache: dict[int, dict] = {}
+
+        def get(i: int) -> dict:
+            if i not in cache:
+                cache[i] = compute(i)
+            return cache[i]
+
+        return get, int(n)
+    records = list(records)
+    if not records:
+        raise ValueError("no clips to show")
+    return records.__getitem__, len(records)

@@ -1,0 +1,114 @@
+"""The notebooks: parameter checks, smoke scaling, a papermill run of each notebook with
+non-default parameters through the report builder on a tiny SynthME, and a bad parameter failing
+in the first cell."""
+
+import json
+
+import nbformat
+import pytest
+
+from fdpkit import notebook as nb
+from fdpkit.io import read_json
+from fdpkit.report import build_report, report_notebooks
+
+NOTEBOOKS = ("01_preprocess", "02_train", "03_loso", "04_ablations", "05_attribution")
+
+
+@pytest.fixture(scope="module")
+def tiny_synthme(tmp_path_factory):
+    from fdpkit.data.synthme import generate_synthme
+
+    root = tmp_path_factory.mktemp("synthme") / "corpus"
+    generate_synthme(root, subjects=4, clips_per_subject=4, seed=3)
+    return root
+
+
+@pytest.fixture
+def smoke(monkeypatch, tmp_path):
+    monkeypatch.setenv("FDPKIT_SMOKE", "1")
+    monkeypatch.setenv("FDPKIT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+def test_notebooks_are_committed_clean():
+    names = [path.stem for path in report_notebooks()]
+    assert names == list(NOTEBOOKS)
+    for path in report_notebooks():
+        book = nbformat.read(str(path), as_version=4)
+        assert book.metadata["kernelspec"]["name"] == "python3"
+        tagged = [c for c in book.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, path.name
+        code = [c for c in book.cells if c.cell_type == "code"]
+        assert code[0] is tagged[0] and "check_parameters" in code[1].source, path.name
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), path.name
+
+
+@pytest.mark.parametrize("bad, name", [
+    ({"dataset": "nope"}, "dataset"), ({"preset": "huge"}, "preset"), ({"steps": -1}, "steps"),
+    ({"steps": 2.5}, "steps"), ({"lenient": "yes"}, "lenient"), ({"executor": "slurm"}, "executor"),
+    ({"ablations": "fdp,bogus"}, "ablations"), ({"root": "/no/such/folder"}, "root"),
+    ({"dataset": "casme2", "root": ""}, "root"), ({"colour": 1}, "colour"),
+])
+def test_bad_parameter_is_named(bad, name, tiny_synthme, tmp_path):
+    args = {"root": str(tiny_synthme), "work_dir": str(tmp_path), **bad}
+    with pytest.raises(nb.ParameterError, match=f"'{name}'"):
+        nb.check_parameters(quiet=True, **args)
+
+
+def test_defaults_and_smoke_scaling(smoke, tmp_path, capsys):
+    p = nb.check_parameters(steps=60, max_folds=0, jobs=0, ig_steps=32,
+                            ablations=nb.DEFAULT_ABLATIONS, notebook="t")
+    out = capsys.readouterr().out
+    assert nb.SMOKE_BANNER in out
+    assert p.steps == nb.SMOKE_LIMITS["steps"] and p.max_folds == 2 and p.jobs == 1 and p.ig_steps == 4
+    assert p.ablations == list(nb.SMOKE_ABLATIONS)
+    home = tmp_path / "home"
+    assert p.root == str(home / "synthme-smoke") and (home / "synthme-smoke" / "synthme.json").exists()
+    assert p.work_dir == str(home / "work" / "synthme-smoke")
+    assert read_json(home / "synthme-smoke" / "synthme.json")["n_clips"] == 16
+
+
+def test_layout_helpers(tmp_path):
+    assert nb.manifest_path(tmp_path) == tmp_path / "manifest.csv"
+    assert nb.cache_dir(tmp_path) == tmp_path / "cache"
+    assert nb.cache_dir(tmp_path, 4) == tmp_path / "cache-T4"
+    assert nb.run_dir(tmp_path, "fdp") == tmp_path / "runs" / "fdp"
+
+
+def test_bad_parameter_fails_in_the_first_cell(smoke, tiny_synthme, tmp_path):
+    import papermill
+
+    out = tmp_path / "02.ipynb"
+    with pytest.raises(papermill.PapermillExecutionError) as failure:
+        papermill.execute_notebook(str(nb_path("02_train")), str(out), kernel_name="python3",
+                                   parameters={"root": str(tiny_synthme), "steps": -3}, progress_bar=False)
+    assert failure.value.ename == "ParameterError" and "'steps'" in failure.value.evalue
+    cells = nbformat.read(str(out), as_version=4).cells
+    failed = [c for c in cells if any(o.output_type == "error" for o in c.get("outputs", []))]
+    assert len(failed) == 1 and "check_parameters" in failed[0].source
+
+
+def nb_path(stem):
+    return next(p for p in report_notebooks() if p.stem == stem)
+
+
+def test_report_runs_every_notebook_with_non_default_parameters(smoke, tiny_synthme, tmp_path):
+    out = tmp_path / "report"
+    parameters = {"seed": 1, "steps": 3, "n_clips": 1, "baselines": "difference",
+                  "ablations": "fdp,frames-4", "ig_steps": 3}
+    index = build_report("synthme", out, root=tiny_synthme, parameters=parameters, progress=False)
+    text = index.read_text()
+    for stem in NOTEBOOKS:
+        assert f'href="{stem}.html"' in text and (out / f"{stem}.html").exists()
+        book = nbformat.read(str(out / f"{stem}.ipynb"), as_version=4)
+        injected = [c for c in book.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert injected and f"work_dir = {json.dumps(str(out / 'work'))}" in injected[0].source.replace("'", '"')
+        errors = [o for c in book.cells for o in c.get("outputs", []) if o.output_type == "error"]
+        assert not errors, (stem, errors[:1])
+    assert "Headline" in text and "UF1" in text and "SMOKE MODE" in text
+    assert "fdp" in text and "difference" in text and "selection rule: fixed_steps" in text
+    summary = read_json(out / "work" / "runs" / "fdp" / "summary.json")
+    assert summary["train"]["steps"] == 3 and summary["seeds"]["base"] == 1
+    assert summary["n_subjects"] == 2  # smoke: 2 folds
+    grid = (out / "work" / "runs" / "ablations" / "grid.csv").read_text()
+    assert "frames-4" in grid and (out / "work" / "cache-T4" / "index.csv").exists()

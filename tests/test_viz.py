@@ -1,0 +1,125 @@
+"""Static figures and the widgets built on them (driven programmatically)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from fdpkit.viz import figures
+
+CLASSES = ["happiness", "disgust", "others"]
+
+
+def record(seed: int, t: int = 8) -> dict:
+    rng = np.random.default_rng(seed)
+    return {
+        "clip_uid": f"synthme/0{seed}/EP0{seed}", "frames": rng.integers(0, 256, (t, 32, 32), dtype=np.uint8),
+        "frame_numbers": np.arange(3, 3 + 4 * t, 4), "onset": 3, "apex": 15, "offset": 3 + 4 * (t - 1),
+        "dynamic_image": rng.random((32, 32)), "pred_dynamic_image": rng.random((8, 8)),
+        "rank_scores": rng.normal(size=(2, t)), "probs": np.array([0.2, 0.5, 0.3]), "classes": CLASSES,
+        "label": seed % 3, "pred": 1, "label_name": CLASSES[seed % 3],
+        "maps": {"integrated_gradients": rng.random((t, 32, 32)), "saliency": rng.random((t, 32, 32)) ** 4},
+    }
+
+
+def test_key_frame_marks():
+    marks = figures.key_frame_marks([3, 7, 11, 15, 19], onset=3, apex=12, offset=19)
+    assert marks == {0: "onset", 2: "apex", 4: "offset"}
+    assert figures.key_frame_marks([5, 5, 5], onset=5, apex=5, offset=5) == {0: "onset/apex/offset"}
+
+
+def test_static_figures_build():
+    clips = [record(1), record(2)]
+    per_subject = pd.DataFrame({"happiness": [1, 2], "disgust": [0, 3], "total": [1, 5]}, index=["s/01", "s/02"])
+    log = pd.DataFrame({"step": [1, 2, 3], "loss": [3.0, 2.0, 1.5], "ce": [1.6, 1.4, 1.2],
+                        "di": [0.02, 0.01, 0.005], "rank": [0.0, 0.0, 0.0]})
+    table = pd.DataFrame({"name": ["fdp", "apex-frame"], "uf1": [0.5, 0.3], "uf1_low": [0.4, 0.2],
+                          "uf1_high": [0.6, 0.45], "uar": [0.5, 0.3], "uar_low": [0.4, 0.2], "uar_high": [0.6, 0.4]})
+    results = pd.DataFrame({"subject": ["01", "02"], "uf1": [0.4, 0.6], "accuracy": [0.5, 0.7]})
+    built = [
+        figures.class_counts(per_subject), figures.clip_grid(clips), figures.loss_curves(log),
+        figures.dynamic_images(clips), figures.rank_scores(clips),
+        figures.confusion([[3, 1, 0], [0, 2, 2], [1, 0, 5]], CLASSES), figures.per_subject_bars(results),
+        figures.metric_bars(table, chance=0.2),
+        figures.frame_mass({"ig": [np.full(8, 1 / 8), np.linspace(0, 0.25, 8)]}),
+        figures.overlays(clips[0]["frames"], clips[0]["maps"]["saliency"], numbers=clips[0]["frame_numbers"]),
+        figures.class_maps({"a": np.ones((32, 32)), "b": np.eye(32)}, background=clips[0]["frames"][0]),
+        figures.region_shares(pd.DataFrame({"method": ["ig"], "attribution_share": [0.4], "area_share": [0.1]})),
+        figures.clip_view(clips[0], 3), figures.attribution_view(clips[0], "saliency", 2, 0.7),
+    ]
+    for fig in built:
+        assert isinstance(fig, Figure) and fig.axes
+        fig.canvas.draw()  # renders without error
+
+
+def test_clip_view_marks_the_frame():
+    fig = figures.clip_view(record(1), frame=5)
+    line = [l for l in fig.axes[1].lines if l.get_color() == "red"][0]
+    assert line.get_xdata()[0] == 5
+
+
+def _red_line_x(fig):
+    return [l for l in fig.axes[1].lines if l.get_color() == "red"][0].get_xdata()[0]
+
+
+def test_clip_inspector_reacts_to_controls():
+    widgets = pytest.importorskip("fdpkit.viz.widgets")
+    clips = [record(1), record(2, t=6)]
+    inspector = widgets.ClipInspector(clips, labels=[c["clip_uid"] for c in clips])
+    first = inspector.figure
+    assert inspector.state == {"clip": 0, "clip_uid": clips[0]["clip_uid"], "frame": 0}
+    inspector.frame.value = 4
+    assert inspector.figure is not first and inspector.state["frame"] == 4
+    assert _red_line_x(inspector.figure) == 4
+    inspector.clip.value = 1
+    assert inspector.state["clip_uid"] == clips[1]["clip_uid"]
+    assert inspector.frame.max == 5  # the second clip has 6 frames
+    assert inspector.figure.axes[-1].get_title().startswith("true others")
+    bundle = inspector._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle and "interactive" in bundle["text/plain"]
+
+
+def test_clip_inspector_computes_records_on_demand():
+    widgets = pytest.importorskip("fdpkit.viz.widgets")
+    calls = []
+
+    def get(i):
+        calls.append(i)
+        return record(i + 1)
+
+    inspector = widgets.ClipInspector((3, get))
+    inspector.clip.value = 2
+    inspector.frame.value = 1
+    assert sorted(set(calls)) == [0, 2] and calls.count(2) == 1  # cached after the first call
+
+
+def _overlay_alpha(fig):
+    return fig.axes[0].images[1].get_array()[..., 3].max()
+
+
+def test_attribution_explorer_reacts_to_controls():
+    widgets = pytest.importorskip("fdpkit.viz.widgets")
+    clips = [record(1), record(2)]
+    explorer = widgets.AttributionExplorer(clips, ["integrated_gradients", "saliency"])
+    assert explorer.state["method"] == "integrated_gradients"
+    before = explorer.figure.axes[0].images[1].get_array().copy()
+    explorer.method.value = "saliency"
+    after = explorer.figure.axes[0].images[1].get_array()
+    assert explorer.state["method"] == "saliency" and not np.allclose(before, after)
+    explorer.alpha.value = 1.0
+    strong = _overlay_alpha(explorer.figure)
+    explorer.alpha.value = 0.2
+    assert _overlay_alpha(explorer.figure) == pytest.approx(0.2 * strong)
+    explorer.frame.value = 6
+    bars = explorer.figure.axes[2].patches
+    assert bars[6].get_facecolor() != bars[0].get_facecolor()  # the chosen frame is highlighted
+    explorer.clip.value = 1
+    assert explorer.state["clip_uid"] == clips[1]["clip_uid"]
+
+
+def test_interactive_is_a_note_when_headless(monkeypatch):
+    widgets = pytest.importorskip("fdpkit.viz.widgets")
+    monkeypatch.setenv("FDPKIT_HEADLESS", "1")
+    assert widgets.headless()
+    note = widgets.interactive(widgets.ClipInspector, [record(1)])
+    assert "ClipInspector" in repr(note) and "JupyterLab" in repr(note)
