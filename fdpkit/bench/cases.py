@@ -1,0 +1,445 @@
+"""The benchmark cases. Each case function takes a params dict and returns a list of records; it
+runs in a fresh process (`fdpkit.bench.harness.run_case`), so its peak RSS is its own.
+
+* `matmul_case`: dense matmul peak of this machine, fp32 and bf16, in one process.
+* `train_step_case`: one optimiser step (forward, loss, backward, Adam) of one (preset, batch);
+  the per-frame reference (``frame_loop=True``, fp32, default Adam -- the released code's execution
+  strategy) and the candidate modes run on **one shared model and optimiser**, interleaved repeat by
+  repeat, so drift hits all equally and every mode's peak RSS has the same resident state.
+* `forward_case`: eval-mode inference of one (preset, batch) under `torch.inference_mode`, same
+  modes; also checks that every mode's outputs match the reference (`max_abs_diff`).
+* `preprocess_case`: clips/s of `preprocess(align="once")` vs ``"per-frame"`` on a small SynthME.
+* `loso_case`: wall time of a SynthME LOSO run with the tiny preset.
+
+Modes (a mode is a dict; `MODES` names the standard ones):
+  reference              frame_loop=True, fp32, NCHW, torch.optim.Adam defaults (for-each loop)
+  batched                all B*T frames through the encoder as one batch, fused Adam
+  batched+channels_last  + NHWC weights/activations (oneDNN's preferred layout)
+  bf16 modes             the same under torch.autocast("cpu", bfloat16)
+  +checkpoint            activation checkpointing of the encoder stages (memory, not speed)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from fdpkit.bench.harness import (
+    make_record, matmul_peak, release_free_memory, speedup, time_interleaved,
+)
+
+REFERENCE = "reference"
+
+# name -> settings. precision: fp32 | bf16; channels_last; fused_adam; checkpoint (encoder stages)
+MODES: dict[str, dict[str, Any]] = {
+    "reference": {"frame_loop": True, "precision": "fp32", "fused_adam": False},
+    "batched": {"frame_loop": False, "precision": "fp32", "fused_adam": True},
+    "batched+channels_last": {"frame_loop": False, "precision": "fp32", "fused_adam": True,
+                              "channels_last": True},
+    "batched+checkpoint": {"frame_loop": False, "precision": "fp32", "fused_adam": True,
+                           "checkpoint": True},
+    "bf16": {"frame_loop": False, "precision": "bf16", "fused_adam": True},
+    "bf16+channels_last": {"frame_loop": False, "precision": "bf16", "fused_adam": True,
+                           "channels_last": True},
+}
+# The modes each benchmark measures by default (the first is the reference).
+TRAIN_MODES = ("reference", "batched", "bf16")
+FORWARD_MODES = ("reference", "batched", "bf16")
+
+
+def mode_label(name: str) -> str:
+    """The record's `mode` (precision has its own column)."""
+    return {"bf16": "batched", "bf16+channels_last": "batched+channels_last"}.get(name, name)
+
+
+# ------------------------------------------------------------------------------- model helpers
+def make_inputs(batch: int, frames: int, size: int, num_classes: int = 5, seed: int = 0):
+    """Random clips in [-1, 1] (B, T, 1, H, W), labels (B,), dynamic-image targets (B, H, W)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, frames, 1, size, size, generator=gen) * 2 - 1
+    y = torch.randint(0, num_classes, (batch,), generator=gen)
+    di = torch.rand(batch, size, size, generator=gen)
+    return x, y, di
+
+
+def set_channels_last(model, optimizer=None, enabled: bool = True) -> None:
+    """Re-lay every 4-D parameter (and its Adam state) as NHWC (enabled) or NCHW, in place.
+
+    Parameter objects are kept (`p.data = ...`), so an optimiser holding them stays valid.
+    """
+    import torch
+
+    fmt = torch.channels_last if enabled else torch.contiguous_format
+    for p in model.parameters():
+        if p.dim() == 4:
+            p.data = p.data.contiguous(memory_format=fmt)
+            if p.grad is not None:
+                p.grad = None
+            if optimizer is not None:
+                for key, value in optimizer.state.get(p, {}).items():
+                    if torch.is_tensor(value) and value.dim() == 4:
+                        optimizer.state[p][key] = value.contiguous(memory_format=fmt)
+
+
+def checkpoint_targets(model) -> list:
+    """The modules whose activations `set_checkpointing` drops: the encoder's stem layers and blocks
+    (the frame encoder holds most of a train step's activation memory)."""
+    encoder = model.encoder
+    return list(encoder.stem) + list(encoder.blocks)
+
+
+def set_checkpointing(model, enabled: bool = True) -> None:
+    """Activation checkpointing per stem layer / encoder block (torch.utils.checkpoint, non-reentrant):
+    only each module's input is kept for backward and its inside is recomputed. Installed as an
+    instance-level `forward`, removed again with enabled=False. (BatchNorm running statistics are
+    updated a second time during recomputation -- fine for timing and memory, not a recipe.)"""
+    from torch.utils.checkpoint import checkpoint
+
+    for module in checkpoint_targets(model):
+        if enabled:
+            plain = type(module).forward
+
+            def forward(*args, _m=module, _f=plain, **kwargs):
+                import torch
+
+                if not torch.is_grad_enabled():
+                    return _f(_m, *args, **kwargs)
+                return checkpoint(_f, _m, *args, use_reentrant=False, **kwargs)
+
+            module.forward = forward
+        else:
+            module.__dict__.pop("forward", None)
+
+
+class ModeSwitch:
+    """Puts the shared model / optimiser into a mode for one call (untimed setup + a context)."""
+
+    def __init__(self, model, optimizer=None):
+        self.model, self.optimizer = model, optimizer
+        self.channels_last = False
+        self.checkpointing = False
+
+    def setup(self, mode: dict[str, Any]) -> None:
+        cl = bool(mode.get("channels_last"))
+        if cl != self.channels_last:
+            set_channels_last(self.model, self.optimizer, cl)
+            self.channels_last = cl
+        self.model.cfg.frame_loop = bool(mode.get("frame_loop"))
+        ckpt = bool(mode.get("checkpoint"))
+        if ckpt != self.checkpointing:
+            set_checkpointing(self.model, ckpt)
+            self.checkpointing = ckpt
+        if self.optimizer is not None:
+            fused = bool(mode.get("fused_adam"))
+            for group in self.optimizer.param_groups:
+                group["fused"] = fused or None
+                group["foreach"] = None if fused else False
+
+    @staticmethod
+    def autocast(mode: dict[str, Any]):
+        import torch
+
+        if mode.get("precision") == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def _flop_counter():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    return FlopCounterMode(display=False)
+
+
+def _build(preset: str, seed: int = 0):
+    import torch
+
+    from fdpkit.model import build_model
+
+    torch.manual_seed(seed)
+    return build_model(preset, num_classes=5)
+
+
+# --------------------------------------------------------------------------------------- cases
+def matmul_case(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Measured matmul peak, fp32 and bf16 in the same process."""
+    records = []
+    n, repeats = int(params.get("n", 2048)), int(params.get("repeats", 5))
+    for dtype in params.get("dtypes", ("fp32", "bf16")):
+        peak = matmul_peak(dtype, n=n, repeats=repeats, min_seconds=float(params.get("min_seconds", 0)))
+        flop = 2.0 * n**3
+        rec = make_record("matmul", f"mm{n}", dtype, times=peak["times"], gflop=flop / 1e9,
+                          peak_gflops=round(peak["gflops"], 2), notes="peak = fastest repeat",
+                          case=params.get("case"))
+        rec["gflops"] = round(peak["gflops"], 2)
+        rec["frac_of_peak"] = 1.0
+        records.append(rec)
+    return records
+
+
+def train_step_case(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """One optimiser step of `preset` at `batch_size`, every mode on one shared model."""
+    import torch
+
+    from fdpkit.model import fdp_loss
+
+    preset, batch = params["preset"], int(params["batch_size"])
+    warmup, repeats = int(params.get("warmup", 1)), int(params.get("repeats", 3))
+    mode_names = list(params.get("modes", TRAIN_MODES))
+    model = _build(preset).train()
+    cfg = model.cfg
+    x, y, di = make_inputs(batch, cfg.frames, cfg.size, cfg.num_classes)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-3)
+    switch = ModeSwitch(model, opt)
+
+    def step_fn(mode):
+        def step():
+            switch.setup(mode)
+            opt.zero_grad(set_to_none=True)
+            with switch.autocast(mode):
+                out = model(x)
+                loss, _ = fdp_loss(out, y, di)
+            loss.backward()
+            opt.step()
+        return step
+
+    modes = {name: MODES[name] for name in mode_names}
+    fns = {name: step_fn(mode) for name, mode in modes.items()}
+    counters: dict[str, Any] = {}
+    flop_mode = next((n for n in mode_names if modes[n]["precision"] == "fp32"
+                      and not modes[n].get("frame_loop")), mode_names[0])
+
+    def on_warmup(name, i):
+        if name == flop_mode and i == 0:
+            counters["flops"] = _flop_counter()
+            return counters["flops"]
+        return None
+
+    results = time_interleaved(fns, warmup, repeats, on_warmup=on_warmup, log=_log(params),
+                               clock=params.get("clock", "wall"))
+    gflop = counters["flops"].get_total_flops() / 1e9 if "flops" in counters else None
+    return _records("train_step", preset, batch, modes, results, gflop, params,
+                    notes="forward + fdp_loss + backward + Adam step")
+
+
+def forward_case(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Eval-mode inference latency/throughput of `preset` at `batch_size`; checks outputs match."""
+    import torch
+
+    preset, batch = params["preset"], int(params["batch_size"])
+    warmup, repeats = int(params.get("warmup", 1)), int(params.get("repeats", 3))
+    mode_names = list(params.get("modes", FORWARD_MODES))
+    model = _build(preset).eval()
+    cfg = model.cfg
+    x, _, _ = make_inputs(batch, cfg.frames, cfg.size, cfg.num_classes)
+    switch = ModeSwitch(model)
+    modes = {name: MODES[name] for name in mode_names}
+
+    def run(mode):
+        switch.setup(mode)
+        with torch.inference_mode(), switch.autocast(mode):
+            return model(x)
+
+    fns = {name: (lambda mode=mode: run(mode)) for name, mode in modes.items()}
+    counters: dict[str, Any] = {}
+    flop_mode = next((n for n in mode_names if modes[n]["precision"] == "fp32"
+                      and not modes[n].get("frame_loop")), mode_names[0])
+
+    def on_warmup(name, i):
+        if name == flop_mode and i == 0:
+            counters["flops"] = _flop_counter()
+            return counters["flops"]
+        return None
+
+    results = time_interleaved(fns, warmup, repeats, on_warmup=on_warmup, log=_log(params),
+                               clock=params.get("clock", "wall"))
+    gflop = counters["flops"].get_total_flops() / 1e9 if "flops" in counters else None
+    # outputs of every mode vs the first (reference) mode, same weights, same input
+    ref_out = run(modes[mode_names[0]])
+    diffs = {}
+    for name, mode in modes.items():
+        out = run(mode)
+        diffs[name] = max(float((out.logits.float() - ref_out.logits.float()).abs().max()),
+                          float((out.frame_features.float() - ref_out.frame_features.float()).abs().max()),
+                          0.0 if out.dynamic_image is None else
+                          float((out.dynamic_image.float() - ref_out.dynamic_image.float()).abs().max()))
+    records = _records("forward", preset, batch, modes, results, gflop, params,
+                       notes="eval, inference_mode")
+    for rec, name in zip(records, modes):
+        rec["max_abs_diff"] = diffs[name]
+    return records
+
+
+def _records(benchmark, preset, batch, modes, results, gflop, params, notes=""):
+    records = []
+    ref_name = next(iter(modes))
+    ref_median = results[ref_name].get("median_s") if modes[ref_name].get("frame_loop") else None
+    for name, mode in modes.items():
+        res = results[name]
+        rec = make_record(benchmark, mode_label(name), mode["precision"], preset, batch,
+                          times=res["times"], peak_rss_mb=res["peak_rss_mb"], gflop=gflop,
+                          warmup=int(params.get("warmup", 1)), case=params.get("case"), notes=notes,
+                          clock=params.get("clock", "wall"))
+        median = rec["median_s"]
+        rec["per_item_s"] = median / batch
+        rec["items_per_s"] = batch / median
+        if ref_median is not None:
+            rec["speedup"] = speedup(ref_median, median)
+            rec["reference_mode"] = REFERENCE
+        records.append(rec)
+    return records
+
+
+def _log(params):
+    if params.get("verbose", True):
+        return lambda text: print(text, flush=True)
+    return None
+
+
+# ---------------------------------------------------------------------------- data-side cases
+def _synthme(root: Path, subjects: int, clips: int):
+    from fdpkit.data.adapters import build_manifest
+    from fdpkit.data.synthme import generate_synthme
+
+    generate_synthme(root, subjects=subjects, clips_per_subject=clips, seed=0)
+    built = build_manifest("synthme", root)
+    return built[0] if isinstance(built, tuple) else built
+
+
+def preprocess_case(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """clips/s of preprocess(align="once") vs "per-frame" on a small SynthME (a fresh cache folder
+    per call, so nothing is reused); interleaved like the model cases."""
+    from fdpkit.data.cache import preprocess
+
+    subjects, clips = int(params.get("subjects", 2)), int(params.get("clips_per_subject", 3))
+    warmup, repeats = int(params.get("warmup", 1)), int(params.get("repeats", 3))
+    workers = int(params.get("workers", 1))
+    tmp = Path(tempfile.mkdtemp(prefix="fdpkit-bench-pre-"))
+    try:
+        t0 = time.perf_counter()
+        manifest = _synthme(tmp / "synthme", subjects, clips)
+        synth_s = time.perf_counter() - t0
+        n = len(manifest.rows)
+        counter = {"i": 0}
+        statuses: dict[str, set] = {}
+
+        def run(align):
+            def call():
+                counter["i"] += 1
+                cache = tmp / f"cache{counter['i']}"
+                report = preprocess(manifest, cache, frames=8, size=64, align=align, workers=workers,
+                                    lenient=True, progress=False)
+                statuses.setdefault(align, set()).update(report["status"])
+                shutil.rmtree(cache, ignore_errors=True)
+            return call
+
+        aligns = ("per-frame", "once")
+        results = time_interleaved({a: run(a) for a in aligns}, warmup, repeats, log=_log(params))
+        records = []
+        ref = results["per-frame"]["median_s"]
+        for align in aligns:
+            res = results[align]
+            rec = make_record("preprocess", align, "fp32", None, None, times=res["times"],
+                              peak_rss_mb=res["peak_rss_mb"], warmup=warmup, case=params.get("case"),
+                              items_per_s=n / res["median_s"], per_item_s=res["median_s"] / n,
+                              n_items=n, workers=workers, statuses=sorted(statuses.get(align, ())),
+                              notes=f"SynthME {subjects} subjects x {clips} clips (generated in "
+                                    f"{synth_s:.1f} s, untimed), 8 frames, 64 px")
+            if align != "per-frame":
+                rec["speedup"] = speedup(ref, res["median_s"])
+                rec["reference_mode"] = "per-frame"
+            records.append(rec)
+        return records
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def loso_case(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Wall time of one SynthME LOSO run with the tiny preset (SynthME + cache untimed)."""
+    from fdpkit.bench.harness import PeakRSS
+    from fdpkit.data.cache import preprocess
+    from fdpkit.runner import run_loso
+
+    subjects, clips = int(params.get("subjects", 3)), int(params.get("clips_per_subject", 4))
+    steps, jobs = params.get("steps"), int(params.get("jobs", 1))
+    preset = params.get("preset", "tiny")
+    tmp = Path(tempfile.mkdtemp(prefix="fdpkit-bench-loso-"))
+    try:
+        manifest = _synthme(tmp / "synthme", subjects, clips)
+        preprocess(manifest, tmp / "cache", frames=8, size=64, align="once", lenient=True,
+                   progress=False)
+        release_free_memory()
+        tracker = PeakRSS().start()
+        t0 = time.perf_counter()
+        summary = run_loso(manifest, tmp / "cache", tmp / "run", preset=preset, steps=steps,
+                           jobs=jobs, progress=False, verbose=False)
+        elapsed = time.perf_counter() - t0
+        peak = tracker.stop()
+        n = int(summary.get("n", len(manifest.rows))) if isinstance(summary, dict) else len(manifest.rows)
+        folds = subjects
+        return [make_record("loso", f"local-jobs{jobs}", "fp32", preset, None, times=[elapsed],
+                            peak_rss_mb=peak, warmup=0, case=params.get("case"),
+                            items_per_s=folds / elapsed, per_item_s=elapsed / folds, n_items=folds,
+                            steps=steps, jobs=jobs,
+                            notes=f"SynthME {subjects} subjects x {clips} clips = {n} clips; "
+                                  f"{folds} folds; items = folds; peak RSS of the parent only "
+                                  "(folds run in it when jobs=1)")]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------ the plan
+BENCHMARKS = ("train_step", "forward", "preprocess", "loso")
+DEFAULT_PRESETS = ("official", "paper", "tiny")
+TRAIN_BATCHES = (8, 36)
+FORWARD_BATCHES = (1, 32)
+
+
+def plan(only: list[str] | None = None, presets: list[str] | None = None,
+         batch_sizes: list[int] | None = None, quick: bool = False) -> list[dict[str, Any]]:
+    """The jobs of a run, in order: [{"fn": "module:function", "params": {...}, "label": str}].
+
+    The matmul peak job always comes first (its peaks turn GFLOP/s into fractions of peak).
+    quick: 1 warm-up + 2 repeats, the tiny preset and batch 8 only (unless presets / batch sizes are
+    given), a smaller SynthME and a few LOSO steps.
+    """
+    only = list(only or BENCHMARKS)
+    unknown = sorted(set(only) - set(BENCHMARKS) - {"matmul"})
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
+    presets = list(presets or (("tiny",) if quick else DEFAULT_PRESETS))
+    warm, reps = (1, 2) if quick else (1, 3)
+    mod = "fdpkit.bench.cases"
+    jobs = [{"fn": f"{mod}:matmul_case", "label": "matmul peak fp32 + bf16",
+             "params": {"case": "matmul", "n": 1024 if quick else 4096,
+                        "repeats": 3 if quick else 5, "min_seconds": 0 if quick else 2.0}}]
+    if "train_step" in only:
+        for preset in presets:
+            for b in batch_sizes or ((8,) if quick else TRAIN_BATCHES):
+                jobs.append({"fn": f"{mod}:train_step_case", "label": f"train_step {preset} B={b}",
+                             "params": {"case": f"train_step/{preset}/B{b}", "preset": preset,
+                                        "batch_size": b, "warmup": warm,
+                                        "repeats": reps if preset != "tiny" or quick else 5}})
+    if "forward" in only:
+        for preset in presets:
+            for b in batch_sizes or ((1, 8) if quick else FORWARD_BATCHES):
+                jobs.append({"fn": f"{mod}:forward_case", "label": f"forward {preset} B={b}",
+                             "params": {"case": f"forward/{preset}/B{b}", "preset": preset,
+                                        "batch_size": b, "warmup": warm if b > 1 or quick else 2,
+                                        "repeats": reps if b > 1 or quick else 7}})
+    if "preprocess" in only:
+        jobs.append({"fn": f"{mod}:preprocess_case", "label": "preprocess once vs per-frame",
+                     "params": {"case": "preprocess", "subjects": 2, "clips_per_subject": 2 if quick else 4,
+                                "warmup": 1, "repeats": reps}})
+    if "loso" in only:
+        jobs.append({"fn": f"{mod}:loso_case", "label": "loso tiny SynthME",
+                     "params": {"case": "loso", "preset": "tiny", "subjects": 2 if quick else 3,
+                                "clips_per_subject": 3 if quick else 6,
+                                "steps": 4 if quick else None, "jobs": 1}})
+    return jobs
