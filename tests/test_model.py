@@ -288,3 +288,13 @@ def test_model_info_tiny():
     assert info["gra_blocks"] == 4
     text = format_model_info("tiny", 5)
     assert "total" in text and f"{info['params']['total']:,}" in text
+
+
+def test_model_info_cli_entry(capsys):
+    import argparse
+
+    from fdpkit.model.info import run_cli
+
+    assert run_cli(argparse.Namespace(preset="tiny", num_classes=3)) == 0
+    text = capsys.readouterr().out
+    assert "preset 'tiny'" in text and "C=3" in text and "di_decoder" in text

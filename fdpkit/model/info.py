@@ -70,3 +70,6 @@ def main_model_info(args: Any) -> int:
                             frames=getattr(args, "frames", None) or 8,
                             size=getattr(args, "size", None) or 64))
     return 0
+
+
+run_cli = main_model_info  # `fdpkit model-info` looks up `run_cli(args)` in this module
