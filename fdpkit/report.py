@@ -51,7 +51,9 @@ def build_report(dataset: str, out_dir, root=None, annotations=None, parameters=
     out_dir = Path(out_dir).resolve()
     work_dir = out_dir / "work"
     work_dir.mkdir(parents=True, exist_ok=True)
-    offered = {"dataset": dataset, "root": str(root or ""), "annotations": str(annotations or ""),
+    # Notebooks run with cwd = notebooks/, so relative paths from the caller must be resolved here.
+    absolute = (lambda path: str(Path(path).resolve()) if path else "")
+    offered = {"dataset": dataset, "root": absolute(root), "annotations": absolute(annotations),
                "work_dir": str(work_dir), **(parameters or {})}
     pages = []
     for notebook in notebooks or report_notebooks():
