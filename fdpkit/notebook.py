@@ -151,11 +151,12 @@ def check_parameters(dataset="synthme", root="", annotations="", protocol="", wo
     if annotations and not Path(annotations).expanduser().is_file():
         _fail("annotations", annotations, "is not a file")
     if protocol:
-        from fdpkit.paths import data_manifests_dir
+        from fdpkit.data.protocols import list_protocols, load_protocol
 
-        known = sorted(p.stem for p in (data_manifests_dir() / "protocols").glob("*.*"))
-        if known and protocol not in known:
-            _fail("protocol", protocol, f"unknown; known protocols: {', '.join(known)}")
+        if protocol not in list_protocols():
+            _fail("protocol", protocol, f"unknown; known protocols: {', '.join(list_protocols())}")
+        if not load_protocol(protocol).covers(dataset):
+            _fail("protocol", protocol, f"has no class map for {dataset}")
     if work_dir:
         work = Path(work_dir).expanduser().resolve()
     else:

@@ -133,3 +133,12 @@ def test_class_average_maps_are_normalised():
     assert set(out) == {"a", "b"}
     for image in out.values():
         assert image.shape == (8, 8) and image.sum() == pytest.approx(1.0)
+
+
+def test_occlusion_and_saliency_shapes(model, clip):
+    occluded = A.occlusion(model, clip, target=0, window=32)
+    assert occluded.shape == clip.shape
+    assert float(occluded[:, 0].abs().sum()) == 0.0  # frame 0 equals the onset baseline
+    assert A.saliency(model, clip, target=0).shape == clip.shape
+    with pytest.raises(ValueError, match="unknown attribution method"):
+        A.attribute(model, clip, "lime")

@@ -48,6 +48,7 @@ def test_notebooks_are_committed_clean():
     ({"steps": 2.5}, "steps"), ({"lenient": "yes"}, "lenient"), ({"executor": "slurm"}, "executor"),
     ({"ablations": "fdp,bogus"}, "ablations"), ({"root": "/no/such/folder"}, "root"),
     ({"dataset": "casme2", "root": ""}, "root"), ({"colour": 1}, "colour"),
+    ({"protocol": "nope"}, "protocol"), ({"protocol": "samm_5class"}, "protocol"),
 ])
 def test_bad_parameter_is_named(bad, name, tiny_synthme, tmp_path):
     args = {"root": str(tiny_synthme), "work_dir": str(tmp_path), **bad}

@@ -100,7 +100,7 @@ def clip_grid(clips: Sequence[dict], show_dynamic_image: bool = True) -> Figure:
 
 # ------------------------------------------------------------------------ training
 def loss_curves(log: pd.DataFrame, title: str = "training loss") -> Figure:
-    """Total loss and its unweighted parts (CE, dynamic-image MSE, rank) over steps (log scale)."""
+    """Total loss and its unweighted parts (CE, dynamic-image MSE, rank) over steps."""
     fig = _figure(7, 3)
     axes = fig.subplots(1, 2)
     axes[0].plot(log["step"], log["loss"], label="total (weighted)")
@@ -111,7 +111,10 @@ def loss_curves(log: pd.DataFrame, title: str = "training loss") -> Figure:
     axes[1].set_title("parts (unweighted)", fontsize=9)
     for ax in axes:
         ax.set_xlabel("step")
-        ax.set_yscale("log")
+        values = np.concatenate([line.get_ydata() for line in ax.lines]) if ax.lines else np.ones(1)
+        values = values[np.isfinite(values) & (values > 0)]
+        if len(values) and values.max() / values.min() > 20:  # log scale only when it helps
+            ax.set_yscale("log")
         ax.legend(fontsize=7)
     return fig
 
@@ -287,7 +290,9 @@ def overlays(frames, maps, alpha: float = 0.6, title: str = "", numbers=None, sm
         label = f"#{int(numbers[i])}" if numbers is not None else f"t={i}"
         _overlay(ax, frames[i], maps[i], alpha, label, scale)
     if title:
-        fig.suptitle(title + (f" (colour: {scale[0]:.3g} to {scale[1]:.3g})" if stretch else ""), fontsize=8)
+        mean = float(np.mean(maps)) or 1.0
+        note = f" (colour stretched: {scale[0] / mean:.4f} to {scale[1] / mean:.4f} x the mean)" if stretch else ""
+        fig.suptitle(title + note, fontsize=8)
     return fig
 
 

@@ -116,12 +116,14 @@ def mean_face(records: list[dict]) -> np.ndarray:
     return np.mean([r["frames"][0] for r in records], axis=0)
 
 
-def region_table(p, records: list[dict], methods) -> pd.DataFrame | str:
-    """SynthME only: `fdpkit.attribution.region_table` with the ground truth of ``p.root``."""
+def region_table(p, records: list[dict], methods) -> pd.DataFrame:
+    """SynthME only: `fdpkit.attribution.region_table` with the ground truth of ``p.root`` (an
+    empty table, and a printed note, for other corpora)."""
     from fdpkit.attribution import region_table as table, synthme_regions
 
     if p.dataset != "synthme" or not (Path(p.root) / "ground_truth.csv").exists():
-        return "no ground-truth regions for this dataset (SynthME only)"
+        print("no ground-truth regions for this dataset (SynthME only)")
+        return pd.DataFrame()
     size = records[0]["frames"].shape[-1]
     regions = synthme_regions(p.root, [r["frame_dir"] for r in records], [r["transforms"] for r in records], size)
     return table(records, regions, [m for m in methods if m != "attention_rollout"])
