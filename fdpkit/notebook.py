@@ -245,7 +245,7 @@ def build_manifest(p: Params, quiet: bool = False):
     from fdpkit.io import write_csv
 
     manifest, skipped, summary = build(p.dataset, p.root, p.annotations, p.protocol,
-                                       lenient=p.get("lenient", True))
+                                       lenient=p.get("lenient", False))
     path = manifest_path(p.work_dir)
     write_manifest(manifest, path)
     write_csv(skipped_path(path), skipped)
@@ -256,14 +256,14 @@ def build_manifest(p: Params, quiet: bool = False):
 
 
 def preprocess(p: Params, manifest, frames: int | None = None, quiet: bool = False) -> pd.DataFrame:
-    """manifest -> aligned cache under the work folder (lenient: problems are listed, not fatal)."""
+    """manifest -> aligned cache under the work folder (strict unless the `lenient` parameter is set)."""
     from fdpkit.data.cache import preprocess as run, summary_line
 
     t = frames or p.get("frames", 8)
     folder = cache_dir(p.work_dir, None if frames is None else frames)
     report = run(manifest, folder, frames=t, size=p.get("size", 64), align=p.get("align", "once"),
                  sampling=p.get("sampling", "onset-offset"), workers=p.get("workers", 1),
-                 lenient=True, progress=False)
+                 lenient=p.get("lenient", False), progress=False)
     if not quiet:
         print(f"preprocess: {summary_line(report)} in {report.attrs['seconds']:.1f} s -> {folder}")
     return report
