@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import sys
 import time
@@ -35,6 +34,7 @@ import pandas as pd
 from fdpkit import __version__
 from fdpkit.folds import Fold, fold_dirname, inner_val_split, loso_folds, shuffled_labels
 from fdpkit.io import read_json, stable_hash, write_csv, write_json
+from fdpkit.executors import run_tasks
 from fdpkit.train import OPTIMISTIC_WARNING, TrainConfig, predict_proba, train_fold
 
 CONFIG = "config.json"
@@ -238,13 +238,6 @@ def _write_fold(result: dict[str, Any], classes: list[str]) -> None:
 
 
 # ------------------------------------------------------------------------------- executors
-def _worker_init(threads: int) -> None:
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-
-
 def _execute(tasks: list[FoldTask], classes, executor: str, jobs: int, ray_address: str | None,
              threads: int, progress: bool) -> None:
     if not tasks:
@@ -261,80 +254,11 @@ def _execute(tasks: list[FoldTask], classes, executor: str, jobs: int, ray_addre
             bar.update(1)
 
     try:
-        if executor == "local" and jobs <= 1:
-            for task in tasks:
-                done(run_fold(task))
-        elif executor == "local":
-            _execute_processes(tasks, jobs, threads, done)
-        elif executor == "ray":
-            _execute_ray(tasks, ray_address, threads, done)
-        else:
-            raise ValueError(f"executor must be local or ray, got {executor!r}")
+        run_tasks(tasks, run_fold, done, executor=executor, jobs=jobs, ray_address=ray_address,
+                  threads=threads)
     finally:
         if bar is not None:
             bar.close()
-
-
-def _execute_processes(tasks, jobs, threads, done) -> None:
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    cores = os.cpu_count() or 1
-    if jobs * max(threads, 1) > cores:
-        print(f"note: {jobs} jobs x {threads} thread(s) > {cores} cores", file=sys.stderr)
-    errors = []
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_init, initargs=(threads,)) as pool:
-        pending = {pool.submit(run_fold, task): task for task in tasks}
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                task = pending.pop(future)
-                try:
-                    done(future.result())
-                except Exception as error:  # noqa: BLE001 - finish the other folds, then raise
-                    errors.append((task.fold.subject_uid, error))
-                    for other in pending:
-                        other.cancel()
-    if errors:
-        raise errors[0][1]
-
-
-def import_ray():
-    try:
-        import ray
-    except ImportError as error:
-        raise RuntimeError("the ray executor needs Ray: pip install 'fdpkit[ray]'") from error
-    return ray
-
-
-def _ray_run_fold(task: FoldTask) -> dict[str, Any]:
-    _worker_init(TrainConfig(**task.train).threads)
-    return run_fold(task)
-
-
-def _execute_ray(tasks, address, threads, done) -> None:
-    ray = import_ray()
-    started = False
-    if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS")
-        if address:
-            ray.init(address=address)
-        else:
-            ray.init(include_dashboard=False)
-        started = True
-    try:
-        gpus = ray.cluster_resources().get("GPU", 0)
-        remote = ray.remote(_ray_run_fold).options(num_cpus=max(threads, 1), num_gpus=1 if gpus else 0,
-                                                   max_retries=0)
-        refs = {remote.remote(task): task for task in tasks}
-        while refs:
-            ready, _ = ray.wait(list(refs), num_returns=1)
-            refs.pop(ready[0])
-            done(ray.get(ready[0]))
-    finally:
-        if started:
-            ray.shutdown()
 
 
 # ------------------------------------------------------------------------------- run folder

@@ -1,0 +1,96 @@
+"""Where fold tasks run: in this process, in `jobs` spawned processes, or as Ray tasks.
+
+Tasks return data and the driver's `done` callback writes every file, so the executor never
+changes a result: each task runs with the same fixed torch thread count everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, Iterable
+
+
+def worker_init(threads: int) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def run_tasks(tasks: Iterable, run: Callable[[Any], Any], done: Callable[[Any], None], *,
+              executor: str = "local", jobs: int = 1, ray_address: str | None = None,
+              threads: int = 1) -> None:
+    """Call `done(run(task))` for every task; `run` must be a module-level function (it is pickled)."""
+    tasks = list(tasks)
+    if executor == "local" and jobs <= 1:
+        for task in tasks:
+            done(run(task))
+    elif executor == "local":
+        _run_processes(tasks, run, done, jobs, threads)
+    elif executor == "ray":
+        _run_ray(tasks, run, done, ray_address, threads)
+    else:
+        raise ValueError(f"executor must be local or ray, got {executor!r}")
+
+
+def _run_processes(tasks, run, done, jobs, threads) -> None:
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    cores = os.cpu_count() or 1
+    if jobs * max(threads, 1) > cores:
+        print(f"note: {jobs} jobs x {threads} thread(s) > {cores} cores", file=sys.stderr)
+    errors = []
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=worker_init, initargs=(threads,)) as pool:
+        pending = {pool.submit(run, task): task for task in tasks}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                pending.pop(future)
+                try:
+                    done(future.result())
+                except Exception as error:  # noqa: BLE001 - finish the other folds, then raise
+                    errors.append(error)
+                    for other in pending:
+                        other.cancel()
+    if errors:
+        raise errors[0]
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError as error:
+        raise RuntimeError("the ray executor needs Ray: pip install 'fdpkit[ray]'") from error
+    return ray
+
+
+def _ray_task(run, threads: int, task):
+    worker_init(threads)
+    return run(task)
+
+
+def _run_ray(tasks, run, done, address, threads) -> None:
+    ray = import_ray()
+    started = False
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address)
+        else:
+            ray.init(include_dashboard=False)
+        started = True
+    try:
+        # One GPU per fold when the cluster has GPUs, else `threads` CPUs.
+        gpus = ray.cluster_resources().get("GPU", 0)
+        remote = ray.remote(_ray_task).options(num_cpus=max(threads, 1), num_gpus=1 if gpus else 0,
+                                               max_retries=0)
+        refs = [remote.remote(run, threads, task) for task in tasks]
+        while refs:
+            ready, refs = ray.wait(refs, num_returns=1)
+            done(ray.get(ready[0]))
+    finally:
+        if started:
+            ray.shutdown()
