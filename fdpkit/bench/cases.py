@@ -29,32 +29,62 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from fdpkit.bench.harness import (
     make_record, matmul_peak, release_free_memory, speedup, time_interleaved,
 )
 
 REFERENCE = "reference"
 
-# name -> settings. precision: fp32 | bf16; channels_last; fused_adam; checkpoint (encoder stages)
-MODES: dict[str, dict[str, Any]] = {
+# A mode name is a base and options joined by "+": base "reference" (frames one at a time, fp32,
+# torch.optim.Adam defaults: the released code's execution strategy), "batched" (all B*T frames
+# as one encoder batch, fp32, fused Adam) or "bf16" (batched under bf16 autocast, fused Adam);
+# options: "channels_last", "smallmap" (the 2x2-map conv weight-gradient GEMM), "checkpoint"
+# (encoder activation checkpointing), "unfused" (default Adam instead of fused).
+BASES = {
     "reference": {"frame_loop": True, "precision": "fp32", "fused_adam": False},
     "batched": {"frame_loop": False, "precision": "fp32", "fused_adam": True},
-    "batched+channels_last": {"frame_loop": False, "precision": "fp32", "fused_adam": True,
-                              "channels_last": True},
-    "batched+checkpoint": {"frame_loop": False, "precision": "fp32", "fused_adam": True,
-                           "checkpoint": True},
     "bf16": {"frame_loop": False, "precision": "bf16", "fused_adam": True},
-    "bf16+channels_last": {"frame_loop": False, "precision": "bf16", "fused_adam": True,
-                           "channels_last": True},
 }
+OPTIONS = {
+    "channels_last": {"channels_last": True},
+    "smallmap": {"small_map_conv": True},
+    "checkpoint": {"checkpoint": True},
+    "unfused": {"fused_adam": False},
+    "pure": {"pure_bf16": True},  # inference only: a bf16 copy of the weights, bf16 input, no autocast
+}
+
+
+def mode_settings(name: str) -> dict[str, Any]:
+    """'bf16+smallmap+channels_last' -> {'frame_loop': False, 'precision': 'bf16', ...}."""
+    base, *options = name.split("+")
+    if base not in BASES or any(o not in OPTIONS for o in options):
+        raise ValueError(f"unknown mode {name!r}: base one of {sorted(BASES)}, "
+                         f"options among {sorted(OPTIONS)}")
+    settings = dict(BASES[base])
+    for option in options:
+        settings.update(OPTIONS[option])
+    if settings.get("pure_bf16") and settings["precision"] != "bf16":
+        raise ValueError(f"mode {name!r}: 'pure' needs the bf16 base")
+    return settings
+
+
+class _Modes(dict):
+    def __missing__(self, name: str) -> dict[str, Any]:
+        return mode_settings(name)
+
+
+MODES: dict[str, dict[str, Any]] = _Modes()  # MODES["bf16+smallmap"] -> settings
+
 # The modes each benchmark measures by default (the first is the reference).
 TRAIN_MODES = ("reference", "batched", "bf16")
-FORWARD_MODES = ("reference", "batched", "bf16")
+FORWARD_MODES = ("reference", "batched", "bf16", "bf16+pure")
 
 
 def mode_label(name: str) -> str:
     """The record's `mode` (precision has its own column)."""
-    return {"bf16": "batched", "bf16+channels_last": "batched+channels_last"}.get(name, name)
+    return name.replace("bf16", "batched", 1) if name.startswith("bf16") else name
 
 
 # ------------------------------------------------------------------------------- model helpers
@@ -89,10 +119,10 @@ def set_channels_last(model, optimizer=None, enabled: bool = True) -> None:
 
 
 def checkpoint_targets(model) -> list:
-    """The modules whose activations `set_checkpointing` drops: the encoder's stem layers and blocks
-    (the frame encoder holds most of a train step's activation memory)."""
-    encoder = model.encoder
-    return list(encoder.stem) + list(encoder.blocks)
+    """The modules whose activations `set_checkpointing` drops: the frame encoder's stem layers and
+    blocks (most of a train step's activation memory). (Checkpointing the SegNet layers as well was
+    measured: slower and no lower peak on this CPU, so it is not done.)"""
+    return list(model.encoder.stem) + list(model.encoder.blocks)
 
 
 def set_checkpointing(model, enabled: bool = True) -> None:
@@ -118,6 +148,80 @@ def set_checkpointing(model, enabled: bool = True) -> None:
             module.__dict__.pop("forward", None)
 
 
+# ------------------------------------------------------------- candidate model-level fast paths
+# These belong in fdpkit/model (see benchmarks/README.md); they live here, switchable per instance,
+# so that the benchmark can measure them against the unchanged model in the same process.
+class _SmallMapConv3x3(torch.autograd.Function):
+    """3x3 conv, stride 1, padding 1, no bias, on tiny maps (2x2): forward and input gradient are
+    the ordinary conv (so eval outputs are bit-identical); the **weight gradient** is one GEMM over
+    unfolded patches instead of oneDNN's backward-weights kernel, which is ~8x slower than the
+    forward on 2x2 maps on this CPU (fp32 and bf16)."""
+
+    @staticmethod
+    def forward(ctx, x, weight):
+        import torch.nn.functional as F
+
+        ctx.save_for_backward(x, weight)
+        return F.conv2d(x, weight, padding=1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        import torch
+        import torch.nn.functional as F
+
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
+                [True, False, False])[0]
+        if ctx.needs_input_grad[1]:
+            n, c, h, w = x.shape
+            cols = F.unfold(x, 3, padding=1)  # (n, c*9, h*w)
+            g = grad.reshape(n, -1, h * w)  # (n, co, h*w)
+            grad_w = torch.einsum("nkl,ncl->kc", g, cols).reshape(weight.shape)
+        return grad_x, grad_w
+
+
+SMALL_MAP_PIXELS = 4  # apply to maps of at most this many pixels (the official stage-4 2x2 maps)
+
+
+def _small_map_forward(module):
+    import torch
+
+    plain = type(module).forward
+
+    def forward(x, *args, **kwargs):
+        if (not getattr(module, "dense", False) or x.shape[-1] * x.shape[-2] > SMALL_MAP_PIXELS
+                or not torch.is_grad_enabled()):
+            return plain(module, x, *args, **kwargs)
+        weight = module.conv.weight
+        if torch.is_autocast_enabled("cpu"):  # cast as autocast would, outside the Function
+            dtype = torch.get_autocast_dtype("cpu")
+            x, weight = x.to(dtype), weight.to(dtype)
+        with torch.autocast("cpu", enabled=False):
+            return _SmallMapConv3x3.apply(x, weight)
+
+    return forward
+
+
+def small_map_targets(model) -> list:
+    """The modules `set_small_map_conv` patches: dense MHCA convs (official variant)."""
+    from fdpkit.model.blocks import MHCA
+
+    return [m for m in model.modules() if isinstance(m, MHCA) and getattr(m, "dense", False)]
+
+
+def set_small_map_conv(model, enabled: bool = True) -> None:
+    """Route dense 3x3 MHCA convs on <= 2x2 maps through `_SmallMapConv3x3` (enabled) or back."""
+    for module in small_map_targets(model):
+        if enabled:
+            module.forward = _small_map_forward(module)
+        else:
+            module.__dict__.pop("forward", None)
+
+
 class ModeSwitch:
     """Puts the shared model / optimiser into a mode for one call (untimed setup + a context)."""
 
@@ -125,6 +229,7 @@ class ModeSwitch:
         self.model, self.optimizer = model, optimizer
         self.channels_last = False
         self.checkpointing = False
+        self.small_map = False
 
     def setup(self, mode: dict[str, Any]) -> None:
         cl = bool(mode.get("channels_last"))
@@ -132,6 +237,10 @@ class ModeSwitch:
             set_channels_last(self.model, self.optimizer, cl)
             self.channels_last = cl
         self.model.cfg.frame_loop = bool(mode.get("frame_loop"))
+        small = bool(mode.get("small_map_conv"))
+        if small != self.small_map:
+            set_small_map_conv(self.model, small)
+            self.small_map = small
         ckpt = bool(mode.get("checkpoint"))
         if ckpt != self.checkpointing:
             set_checkpointing(self.model, ckpt)
@@ -209,7 +318,7 @@ def train_step_case(params: dict[str, Any]) -> list[dict[str, Any]]:
             opt.step()
         return step
 
-    modes = {name: MODES[name] for name in mode_names}
+    modes = {name: mode_settings(name) for name in mode_names}
     fns = {name: step_fn(mode) for name, mode in modes.items()}
     counters: dict[str, Any] = {}
     flop_mode = next((n for n in mode_names if modes[n]["precision"] == "fp32"
@@ -238,13 +347,21 @@ def forward_case(params: dict[str, Any]) -> list[dict[str, Any]]:
     model = _build(preset).eval()
     cfg = model.cfg
     x, _, _ = make_inputs(batch, cfg.frames, cfg.size, cfg.num_classes)
+    modes = {name: mode_settings(name) for name in mode_names}
     switch = ModeSwitch(model)
-    modes = {name: MODES[name] for name in mode_names}
+    pure = None
+    if any(m.get("pure_bf16") for m in modes.values()):
+        import copy
+
+        pure_model = copy.deepcopy(model).to(torch.bfloat16)
+        pure = (pure_model, ModeSwitch(pure_model), x.to(torch.bfloat16))
 
     def run(mode):
-        switch.setup(mode)
-        with torch.inference_mode(), switch.autocast(mode):
-            return model(x)
+        target, sw, inp = pure if mode.get("pure_bf16") else (model, switch, x)
+        sw.setup(mode)
+        with torch.inference_mode(), (contextlib.nullcontext() if mode.get("pure_bf16")
+                                      else sw.autocast(mode)):
+            return target(inp)
 
     fns = {name: (lambda mode=mode: run(mode)) for name, mode in modes.items()}
     counters: dict[str, Any] = {}
