@@ -136,7 +136,11 @@ def test_plan_quick_and_full():
             assert f"train_step/{preset}/B{b}" in cases
         for b in (1, 32):
             assert f"forward/{preset}/B{b}" in cases
-    assert {"preprocess", "loso", "matmul"} <= cases
+    assert {"preprocess", "loso", "matmul", "train_step/paper/B36/isolated"} <= cases
+    modes = {j["params"]["case"]: j["params"]["modes"] for j in full if "modes" in j["params"]}
+    assert modes["train_step/official/B8"][0] == "reference"
+    assert "batched+plainconv" in modes["train_step/official/B8"]
+    assert "bf16+checkpoint" in modes["train_step/paper/B36"]
     assert [j["params"]["batch_size"] for j in plan(["train_step"], ["paper"], [4])[1:]] == [4]
     with pytest.raises(ValueError):
         plan(["nope"])

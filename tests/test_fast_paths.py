@@ -2,7 +2,8 @@
 
 Reference = the released code's execution strategy: ``frame_loop=True`` (frames one at a time),
 fp32, NCHW, torch.optim.Adam defaults. Fast paths used by `fdpkit bench` (fdpkit.bench.cases):
-batched frames, bf16 autocast, channels_last, fused Adam, encoder activation checkpointing.
+batched frames, bf16 autocast, pure-bf16 inference, channels_last, fused Adam, encoder activation
+checkpointing, the small-map conv weight gradient. (torch.compile is not used: no gain measured.)
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import pytest
 import torch
 
 from fdpkit.bench.cases import (
-    MODES, ModeSwitch, checkpoint_targets, make_inputs, set_channels_last,
+    MODES, ModeSwitch, checkpoint_targets, make_inputs, mode_settings, set_channels_last,
+    set_small_map_conv, small_map_targets,
 )
 from fdpkit.model import build_model, fdp_loss
 
@@ -153,3 +155,70 @@ def test_mode_switch_sets_and_restores_flags():
     assert all("forward" in m.__dict__ for m in checkpoint_targets(model))
     switch.setup(MODES["batched"])
     assert all("forward" not in m.__dict__ for m in checkpoint_targets(model))
+
+
+def test_small_map_conv_eval_identical_and_gradients_close():
+    # official-style tiny: dense 3x3 MHCA, last stage on 2x2 maps; the model's default GEMM
+    # weight-gradient path vs the plain conv kernels (the reference's)
+    fast = _train_copy(variant="official")
+    plain = copy.deepcopy(fast)
+    set_small_map_conv(plain, enabled=False)
+    assert len(small_map_targets(fast)) == len(fast.encoder.blocks)
+    assert all(m.small_map_wgrad for m in small_map_targets(fast))
+    x, y, di = make_inputs(3, 8, 64, seed=2)
+    for precision in ("fp32", "bf16"):
+        grads = []
+        for model in (plain, fast):
+            torch.manual_seed(5)  # same drop-path draws
+            model.zero_grad(set_to_none=True)
+            with ModeSwitch.autocast({"precision": precision}):
+                fdp_loss(model(x), y, di)[0].backward()
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+        tol = 1e-5 if precision == "fp32" else 2e-2
+        for name, g in grads[0].items():
+            scale = float(g.abs().max()) + 1e-12
+            assert float((grads[1][name] - g).abs().max()) <= tol * scale, (precision, name)
+        assert all(g.dtype == torch.float32 for g in grads[1].values())
+    fast.load_state_dict(plain.state_dict())
+    plain.eval(), fast.eval()
+    with torch.no_grad():  # grad disabled: the plain conv either way
+        a, b = plain(x), fast(x)
+    with torch.enable_grad():  # grad enabled: the small-map Function's forward (same conv)
+        c = fast(x)
+    for field in FIELDS:
+        assert torch.equal(getattr(a, field), getattr(b, field)), field
+        assert torch.equal(getattr(a, field), getattr(c, field).detach()), field
+
+
+def test_mode_switch_toggles_small_map_path():
+    model = _train_copy(variant="official")
+    switch = ModeSwitch(model)
+    switch.setup(MODES["reference"])
+    assert not any(m.small_map_wgrad for m in small_map_targets(model))
+    switch.setup(MODES["batched"])
+    assert all(m.small_map_wgrad for m in small_map_targets(model))
+    switch.setup(MODES["batched+plainconv"])
+    assert not any(m.small_map_wgrad for m in small_map_targets(model))
+
+
+def test_pure_bf16_inference_within_bf16_tolerance():
+    model = eval_model("tiny")
+    x, _, _ = make_inputs(2, 8, 64)
+    with torch.inference_mode():
+        ref = model(x)
+        out = copy.deepcopy(model).to(torch.bfloat16)(x.to(torch.bfloat16))
+    for field in FIELDS:
+        scale = float(getattr(ref, field).abs().max())
+        assert max_diff(getattr(out, field), getattr(ref, field)) <= 0.05 * scale + 1e-6, field
+
+
+def test_mode_names_parse():
+    assert mode_settings("reference") == {"frame_loop": True, "precision": "fp32", "fused_adam": False,
+                                          "small_map_conv": False}
+    s = mode_settings("bf16+checkpoint")
+    assert s["precision"] == "bf16" and s["small_map_conv"] and s["checkpoint"] and not s["frame_loop"]
+    assert not mode_settings("batched+plainconv")["small_map_conv"]
+    assert MODES["batched+channels_last"]["channels_last"]
+    for bad in ("nope", "batched+turbo", "batched+pure"):
+        with pytest.raises(ValueError):
+            mode_settings(bad)

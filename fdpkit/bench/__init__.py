@@ -21,7 +21,7 @@ import time
 from typing import Any, Callable
 
 from fdpkit.bench.cases import BENCHMARKS, DEFAULT_PRESETS, plan
-from fdpkit.bench.harness import RECORD_FIELDS, run_case, validate_record
+from fdpkit.bench.harness import MALLOC_ENV, RECORD_FIELDS, run_case, validate_record
 
 __all__ = ["BENCHMARKS", "DEFAULT_PRESETS", "REGISTRY", "RECORD_FIELDS", "add_peaks", "command_line",
            "markdown_table", "run_benchmarks", "run_cli"]
@@ -137,8 +137,9 @@ def markdown_table(records: list[dict[str, Any]], command: str | None = None) ->
             continue
         minmax = (f"{_fmt(r['min_s'])}-{_fmt(r['max_s'])}" if r.get("min_s") is not None else "-")
         frac = r.get("frac_of_peak")
+        mode = r["mode"] + (" (alone)" if r.get("isolated") else "")
         cells = [r["benchmark"], r.get("preset") or "", _fmt(r.get("batch_size")), r["precision"],
-                 r["mode"], _fmt(r.get("median_s")), minmax,
+                 mode, _fmt(r.get("median_s")), minmax,
                  _fmt(r.get("items_per_s")) if r["benchmark"] != "matmul" else "",
                  _fmt(r.get("gflop")), _fmt(r.get("gflops")),
                  "" if frac is None else f"{100 * frac:.0f}%",
@@ -161,7 +162,7 @@ def command_line(args) -> str:
         parts += ["--json", args.json]
     if getattr(args, "quick", False):
         parts.append("--quick")
-    env = [f"{k}={os.environ[k]}" for k in (THREADS_ENV, CLOCK_ENV) if os.environ.get(k)]
+    env = [f"{k}={os.environ[k]}" for k in (THREADS_ENV, CLOCK_ENV, MALLOC_ENV) if os.environ.get(k)]
     return " ".join(env + [shlex.quote(p) for p in parts])
 
 

@@ -11,18 +11,20 @@ runs in a fresh process (`fdpkit.bench.harness.run_case`), so its peak RSS is it
 * `preprocess_case`: clips/s of `preprocess(align="once")` vs ``"per-frame"`` on a small SynthME.
 * `loso_case`: wall time of a SynthME LOSO run with the tiny preset.
 
-Modes (a mode is a dict; `MODES` names the standard ones):
-  reference              frame_loop=True, fp32, NCHW, torch.optim.Adam defaults (for-each loop)
-  batched                all B*T frames through the encoder as one batch, fused Adam
-  batched+channels_last  + NHWC weights/activations (oneDNN's preferred layout)
-  bf16 modes             the same under torch.autocast("cpu", bfloat16)
-  +checkpoint            activation checkpointing of the encoder stages (memory, not speed)
+Modes (`mode_settings(name)`; a name is a base plus "+options"):
+  reference              frame_loop=True, fp32, NCHW, plain conv kernels, torch.optim.Adam defaults
+  batched                all B*T frames through the encoder as one batch (the model's default),
+                         the model's 2x2-map conv weight-gradient path, fused Adam
+  bf16                   batched under torch.autocast("cpu", bfloat16)
+  +plainconv             oneDNN's own weight gradient on the 2x2 maps (ablation of that path)
+  +channels_last         NHWC weights/activations
+  +checkpoint            activation checkpointing of the encoder blocks (memory, not speed)
+  +pure                  inference only: a bf16 copy of the weights, bf16 input, no autocast
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import tempfile
 import time
@@ -40,16 +42,20 @@ REFERENCE = "reference"
 # A mode name is a base and options joined by "+": base "reference" (frames one at a time, fp32,
 # torch.optim.Adam defaults: the released code's execution strategy), "batched" (all B*T frames
 # as one encoder batch, fp32, fused Adam) or "bf16" (batched under bf16 autocast, fused Adam);
-# options: "channels_last", "smallmap" (the 2x2-map conv weight-gradient GEMM), "checkpoint"
-# (encoder activation checkpointing), "unfused" (default Adam instead of fused).
+# options: "channels_last", "plainconv" (oneDNN's own weight gradient for the official 2x2-map
+# MHCA convs instead of the model's GEMM path, fdpkit.model.blocks.conv3x3_small_map), "checkpoint"
+# (encoder activation checkpointing), "unfused" (default Adam instead of fused), "pure" (inference:
+# a bf16 copy of the weights). The reference runs the released code's kernels (plain convs).
 BASES = {
-    "reference": {"frame_loop": True, "precision": "fp32", "fused_adam": False},
-    "batched": {"frame_loop": False, "precision": "fp32", "fused_adam": True},
-    "bf16": {"frame_loop": False, "precision": "bf16", "fused_adam": True},
+    "reference": {"frame_loop": True, "precision": "fp32", "fused_adam": False,
+                  "small_map_conv": False},
+    "batched": {"frame_loop": False, "precision": "fp32", "fused_adam": True,
+                "small_map_conv": True},
+    "bf16": {"frame_loop": False, "precision": "bf16", "fused_adam": True, "small_map_conv": True},
 }
 OPTIONS = {
     "channels_last": {"channels_last": True},
-    "smallmap": {"small_map_conv": True},
+    "plainconv": {"small_map_conv": False},
     "checkpoint": {"checkpoint": True},
     "unfused": {"fused_adam": False},
     "pure": {"pure_bf16": True},  # inference only: a bf16 copy of the weights, bf16 input, no autocast
@@ -57,7 +63,7 @@ OPTIONS = {
 
 
 def mode_settings(name: str) -> dict[str, Any]:
-    """'bf16+smallmap+channels_last' -> {'frame_loop': False, 'precision': 'bf16', ...}."""
+    """'bf16+checkpoint+channels_last' -> {'frame_loop': False, 'precision': 'bf16', ...}."""
     base, *options = name.split("+")
     if base not in BASES or any(o not in OPTIONS for o in options):
         raise ValueError(f"unknown mode {name!r}: base one of {sorted(BASES)}, "
@@ -75,11 +81,24 @@ class _Modes(dict):
         return mode_settings(name)
 
 
-MODES: dict[str, dict[str, Any]] = _Modes()  # MODES["bf16+smallmap"] -> settings
+MODES: dict[str, dict[str, Any]] = _Modes()  # MODES["bf16+checkpoint"] -> settings
 
-# The modes each benchmark measures by default (the first is the reference).
+# The modes each benchmark measures by default (the first is the reference). `train_modes` picks
+# per preset and batch size: plainconv only matters for the official variant (dense 3x3 MHCA on
+# 2x2 maps); activation checkpointing is the memory option for large batches.
 TRAIN_MODES = ("reference", "batched", "bf16")
 FORWARD_MODES = ("reference", "batched", "bf16", "bf16+pure")
+LARGE_BATCH = 32
+
+
+def train_modes(preset: str, batch: int) -> tuple[str, ...]:
+    if preset == "official":
+        if batch >= LARGE_BATCH:  # the plain-conv ablation is measured at the small batch (time)
+            return ("reference", "batched", "bf16")
+        return ("reference", "batched+plainconv", "batched", "bf16")
+    if preset == "paper" and batch >= LARGE_BATCH:
+        return ("reference", "batched", "bf16", "bf16+checkpoint")
+    return TRAIN_MODES
 
 
 def mode_label(name: str) -> str:
@@ -90,8 +109,6 @@ def mode_label(name: str) -> str:
 # ------------------------------------------------------------------------------- model helpers
 def make_inputs(batch: int, frames: int, size: int, num_classes: int = 5, seed: int = 0):
     """Random clips in [-1, 1] (B, T, 1, H, W), labels (B,), dynamic-image targets (B, H, W)."""
-    import torch
-
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(batch, frames, 1, size, size, generator=gen) * 2 - 1
     y = torch.randint(0, num_classes, (batch,), generator=gen)
@@ -104,8 +121,6 @@ def set_channels_last(model, optimizer=None, enabled: bool = True) -> None:
 
     Parameter objects are kept (`p.data = ...`), so an optimiser holding them stays valid.
     """
-    import torch
-
     fmt = torch.channels_last if enabled else torch.contiguous_format
     for p in model.parameters():
         if p.dim() == 4:
@@ -137,8 +152,6 @@ def set_checkpointing(model, enabled: bool = True) -> None:
             plain = type(module).forward
 
             def forward(*args, _m=module, _f=plain, **kwargs):
-                import torch
-
                 if not torch.is_grad_enabled():
                     return _f(_m, *args, **kwargs)
                 return checkpoint(_f, _m, *args, use_reentrant=False, **kwargs)
@@ -148,78 +161,19 @@ def set_checkpointing(model, enabled: bool = True) -> None:
             module.__dict__.pop("forward", None)
 
 
-# ------------------------------------------------------------- candidate model-level fast paths
-# These belong in fdpkit/model (see benchmarks/README.md); they live here, switchable per instance,
-# so that the benchmark can measure them against the unchanged model in the same process.
-class _SmallMapConv3x3(torch.autograd.Function):
-    """3x3 conv, stride 1, padding 1, no bias, on tiny maps (2x2): forward and input gradient are
-    the ordinary conv (so eval outputs are bit-identical); the **weight gradient** is one GEMM over
-    unfolded patches instead of oneDNN's backward-weights kernel, which is ~8x slower than the
-    forward on 2x2 maps on this CPU (fp32 and bf16)."""
-
-    @staticmethod
-    def forward(ctx, x, weight):
-        import torch.nn.functional as F
-
-        ctx.save_for_backward(x, weight)
-        return F.conv2d(x, weight, padding=1)
-
-    @staticmethod
-    def backward(ctx, grad):
-        import torch
-        import torch.nn.functional as F
-
-        x, weight = ctx.saved_tensors
-        grad = grad.contiguous()
-        grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.ops.aten.convolution_backward(
-                grad, x, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
-                [True, False, False])[0]
-        if ctx.needs_input_grad[1]:
-            n, c, h, w = x.shape
-            cols = F.unfold(x, 3, padding=1)  # (n, c*9, h*w)
-            g = grad.reshape(n, -1, h * w)  # (n, co, h*w)
-            grad_w = torch.einsum("nkl,ncl->kc", g, cols).reshape(weight.shape)
-        return grad_x, grad_w
-
-
-SMALL_MAP_PIXELS = 4  # apply to maps of at most this many pixels (the official stage-4 2x2 maps)
-
-
-def _small_map_forward(module):
-    import torch
-
-    plain = type(module).forward
-
-    def forward(x, *args, **kwargs):
-        if (not getattr(module, "dense", False) or x.shape[-1] * x.shape[-2] > SMALL_MAP_PIXELS
-                or not torch.is_grad_enabled()):
-            return plain(module, x, *args, **kwargs)
-        weight = module.conv.weight
-        if torch.is_autocast_enabled("cpu"):  # cast as autocast would, outside the Function
-            dtype = torch.get_autocast_dtype("cpu")
-            x, weight = x.to(dtype), weight.to(dtype)
-        with torch.autocast("cpu", enabled=False):
-            return _SmallMapConv3x3.apply(x, weight)
-
-    return forward
-
-
 def small_map_targets(model) -> list:
-    """The modules `set_small_map_conv` patches: dense MHCA convs (official variant)."""
+    """The dense (released-style) MHCA modules: their convs on 2x2 maps take the model's GEMM
+    weight-gradient path (`fdpkit.model.blocks.conv3x3_small_map`) unless switched off."""
     from fdpkit.model.blocks import MHCA
 
     return [m for m in model.modules() if isinstance(m, MHCA) and getattr(m, "dense", False)]
 
 
 def set_small_map_conv(model, enabled: bool = True) -> None:
-    """Route dense 3x3 MHCA convs on <= 2x2 maps through `_SmallMapConv3x3` (enabled) or back."""
+    """Switch the model's small-map weight-gradient path on (its default) or off (plain conv
+    kernels, as the released code) for every dense MHCA of `model`."""
     for module in small_map_targets(model):
-        if enabled:
-            module.forward = _small_map_forward(module)
-        else:
-            module.__dict__.pop("forward", None)
+        module.small_map_wgrad = bool(enabled)
 
 
 class ModeSwitch:
@@ -229,7 +183,7 @@ class ModeSwitch:
         self.model, self.optimizer = model, optimizer
         self.channels_last = False
         self.checkpointing = False
-        self.small_map = False
+        self.small_map: bool | None = None  # unknown until the first setup
 
     def setup(self, mode: dict[str, Any]) -> None:
         cl = bool(mode.get("channels_last"))
@@ -253,8 +207,6 @@ class ModeSwitch:
 
     @staticmethod
     def autocast(mode: dict[str, Any]):
-        import torch
-
         if mode.get("precision") == "bf16":
             return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
@@ -267,8 +219,6 @@ def _flop_counter():
 
 
 def _build(preset: str, seed: int = 0):
-    import torch
-
     from fdpkit.model import build_model
 
     torch.manual_seed(seed)
@@ -294,8 +244,6 @@ def matmul_case(params: dict[str, Any]) -> list[dict[str, Any]]:
 
 def train_step_case(params: dict[str, Any]) -> list[dict[str, Any]]:
     """One optimiser step of `preset` at `batch_size`, every mode on one shared model."""
-    import torch
-
     from fdpkit.model import fdp_loss
 
     preset, batch = params["preset"], int(params["batch_size"])
@@ -307,9 +255,12 @@ def train_step_case(params: dict[str, Any]) -> list[dict[str, Any]]:
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-3)
     switch = ModeSwitch(model, opt)
 
+    counters: dict[str, Any] = {}
+
     def step_fn(mode):
         def step():
-            switch.setup(mode)
+            # while FLOPs are counted, no checkpointing: count the model's FLOPs, not recomputation
+            switch.setup({**mode, "checkpoint": False} if counters.get("counting") else mode)
             opt.zero_grad(set_to_none=True)
             with switch.autocast(mode):
                 out = model(x)
@@ -319,16 +270,23 @@ def train_step_case(params: dict[str, Any]) -> list[dict[str, Any]]:
         return step
 
     modes = {name: mode_settings(name) for name in mode_names}
+    if any(m.get("pure_bf16") for m in modes.values()):
+        raise ValueError("'pure' bf16 (bf16 weights) is an inference mode, not a training mode")
     fns = {name: step_fn(mode) for name, mode in modes.items()}
-    counters: dict[str, Any] = {}
-    flop_mode = next((n for n in mode_names if modes[n]["precision"] == "fp32"
-                      and not modes[n].get("frame_loop")), mode_names[0])
+    flop_mode = _flop_mode(modes)
+
+    @contextlib.contextmanager
+    def counting():
+        counters["flops"] = _flop_counter()
+        counters["counting"] = True
+        try:
+            with counters["flops"]:
+                yield
+        finally:
+            counters["counting"] = False
 
     def on_warmup(name, i):
-        if name == flop_mode and i == 0:
-            counters["flops"] = _flop_counter()
-            return counters["flops"]
-        return None
+        return counting() if name == flop_mode and i == 0 else None
 
     results = time_interleaved(fns, warmup, repeats, on_warmup=on_warmup, log=_log(params),
                                clock=params.get("clock", "wall"))
@@ -339,8 +297,6 @@ def train_step_case(params: dict[str, Any]) -> list[dict[str, Any]]:
 
 def forward_case(params: dict[str, Any]) -> list[dict[str, Any]]:
     """Eval-mode inference latency/throughput of `preset` at `batch_size`; checks outputs match."""
-    import torch
-
     preset, batch = params["preset"], int(params["batch_size"])
     warmup, repeats = int(params.get("warmup", 1)), int(params.get("repeats", 3))
     mode_names = list(params.get("modes", FORWARD_MODES))
@@ -365,8 +321,7 @@ def forward_case(params: dict[str, Any]) -> list[dict[str, Any]]:
 
     fns = {name: (lambda mode=mode: run(mode)) for name, mode in modes.items()}
     counters: dict[str, Any] = {}
-    flop_mode = next((n for n in mode_names if modes[n]["precision"] == "fp32"
-                      and not modes[n].get("frame_loop")), mode_names[0])
+    flop_mode = _flop_mode(modes)
 
     def on_warmup(name, i):
         if name == flop_mode and i == 0:
@@ -393,6 +348,19 @@ def forward_case(params: dict[str, Any]) -> list[dict[str, Any]]:
     return records
 
 
+def _flop_mode(modes: dict[str, dict[str, Any]]) -> str:
+    """The mode whose first warm-up call counts the FLOPs: preferably fp32, batched, without
+    checkpointing (FLOPs depend on shapes only, so the count holds for every mode; the train step
+    switches checkpointing off for the counted call, so recomputation is never counted)."""
+    names = list(modes)
+    for ok in (lambda m: m["precision"] == "fp32" and not m.get("frame_loop") and not m.get("checkpoint"),
+               lambda m: not m.get("checkpoint")):
+        for name in names:
+            if ok(modes[name]):
+                return name
+    return names[0]
+
+
 def _records(benchmark, preset, batch, modes, results, gflop, params, notes=""):
     records = []
     ref_name = next(iter(modes))
@@ -403,6 +371,9 @@ def _records(benchmark, preset, batch, modes, results, gflop, params, notes=""):
                           times=res["times"], peak_rss_mb=res["peak_rss_mb"], gflop=gflop,
                           warmup=int(params.get("warmup", 1)), case=params.get("case"), notes=notes,
                           clock=params.get("clock", "wall"))
+        if params.get("isolated"):
+            rec["isolated"] = True
+            rec["notes"] = notes + "; alone in its process (no reference: see the interleaved case)"
         median = rec["median_s"]
         rec["per_item_s"] = median / batch
         rec["items_per_s"] = batch / median
@@ -498,15 +469,19 @@ def loso_case(params: dict[str, Any]) -> list[dict[str, Any]]:
                            jobs=jobs, progress=False, verbose=False)
         elapsed = time.perf_counter() - t0
         peak = tracker.stop()
+        import resource
+
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         n = int(summary.get("n", len(manifest.rows))) if isinstance(summary, dict) else len(manifest.rows)
         folds = subjects
         return [make_record("loso", f"local-jobs{jobs}", "fp32", preset, None, times=[elapsed],
                             peak_rss_mb=peak, warmup=0, case=params.get("case"),
                             items_per_s=folds / elapsed, per_item_s=elapsed / folds, n_items=folds,
-                            steps=steps, jobs=jobs,
+                            steps=steps, jobs=jobs, children_peak_rss_mb=round(children, 1),
                             notes=f"SynthME {subjects} subjects x {clips} clips = {n} clips; "
-                                  f"{folds} folds; items = folds; peak RSS of the parent only "
-                                  "(folds run in it when jobs=1)")]
+                                  f"{folds} folds x {steps or 'default'} steps; items = folds; "
+                                  "peak_rss_mb: this process (folds run in it when jobs=1), "
+                                  "children_peak_rss_mb: the largest fold worker (jobs>1)")]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -516,6 +491,7 @@ BENCHMARKS = ("train_step", "forward", "preprocess", "loso")
 DEFAULT_PRESETS = ("official", "paper", "tiny")
 TRAIN_BATCHES = (8, 36)
 FORWARD_BATCHES = (1, 32)
+LOSO_STEPS = 100  # per fold (the tiny preset's default is 300: ~70 s a fold on one core)
 
 
 def plan(only: list[str] | None = None, presets: list[str] | None = None,
@@ -542,21 +518,32 @@ def plan(only: list[str] | None = None, presets: list[str] | None = None,
                 jobs.append({"fn": f"{mod}:train_step_case", "label": f"train_step {preset} B={b}",
                              "params": {"case": f"train_step/{preset}/B{b}", "preset": preset,
                                         "batch_size": b, "warmup": warm,
+                                        "modes": list(train_modes(preset, b)),
                                         "repeats": reps if preset != "tiny" or quick else 5}})
+                if preset == "paper" and b >= LARGE_BATCH and not quick:
+                    # the memory option alone in its process: its peak RSS without the heap
+                    # left over by the other modes (interleaved windows overstate it ~10 %)
+                    jobs.append({"fn": f"{mod}:train_step_case",
+                                 "label": f"train_step {preset} B={b} bf16+checkpoint alone",
+                                 "params": {"case": f"train_step/{preset}/B{b}/isolated",
+                                            "preset": preset, "batch_size": b, "warmup": 1,
+                                            "repeats": 1, "modes": ["bf16+checkpoint"],
+                                            "isolated": True}})
     if "forward" in only:
         for preset in presets:
             for b in batch_sizes or ((1, 8) if quick else FORWARD_BATCHES):
                 jobs.append({"fn": f"{mod}:forward_case", "label": f"forward {preset} B={b}",
                              "params": {"case": f"forward/{preset}/B{b}", "preset": preset,
                                         "batch_size": b, "warmup": warm if b > 1 or quick else 2,
+                                        "modes": list(FORWARD_MODES),
                                         "repeats": reps if b > 1 or quick else 7}})
     if "preprocess" in only:
         jobs.append({"fn": f"{mod}:preprocess_case", "label": "preprocess once vs per-frame",
-                     "params": {"case": "preprocess", "subjects": 2, "clips_per_subject": 2 if quick else 4,
-                                "warmup": 1, "repeats": reps}})
+                     "params": {"case": "preprocess", "subjects": 2 if quick else 3,
+                                "clips_per_subject": 2 if quick else 8, "warmup": 1, "repeats": reps}})
     if "loso" in only:
         jobs.append({"fn": f"{mod}:loso_case", "label": "loso tiny SynthME",
                      "params": {"case": "loso", "preset": "tiny", "subjects": 2 if quick else 3,
                                 "clips_per_subject": 3 if quick else 6,
-                                "steps": 4 if quick else None, "jobs": 1}})
+                                "steps": 4 if quick else LOSO_STEPS, "jobs": 1 if quick else 2}})
     return jobs

@@ -124,21 +124,45 @@ def interleave_order(names: list[str], round_index: int) -> list[str]:
 
 # ---------------------------------------------------------------------------------- memory
 _LIBC = None
+MALLOC_ENV = "FDPKIT_BENCH_MALLOC"  # "tuned": keep freed memory in the heap (see tune_allocator)
+_TUNED = False
 
 
-def release_free_memory() -> None:
-    """gc, then glibc malloc_trim(0): give freed heap pages back to the OS (no-op elsewhere)."""
+def _libc():
     global _LIBC
-    gc.collect()
     if _LIBC is None:
         name = ctypes.util.find_library("c")
         try:
             _LIBC = ctypes.CDLL(name) if name else False
         except OSError:
             _LIBC = False
-    if _LIBC and hasattr(_LIBC, "malloc_trim"):
+    return _LIBC
+
+
+def tune_allocator() -> bool:
+    """glibc only: serve big tensors from the heap and never hand freed memory back
+    (M_MMAP_THRESHOLD 1 GiB, M_TRIM_THRESHOLD max), so that a train step's activations stop
+    costing fresh page faults every step. Process-wide and for the whole process: the same effect
+    as MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ in the environment. Returns success."""
+    global _TUNED
+    libc = _libc()
+    if not libc or not hasattr(libc, "mallopt"):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = (libc.mallopt(m_mmap_threshold, ctypes.c_int(1 << 30)) == 1
+          and libc.mallopt(m_trim_threshold, ctypes.c_int(2**31 - 1)) == 1)
+    _TUNED = _TUNED or ok
+    return ok
+
+
+def release_free_memory() -> None:
+    """gc, then glibc malloc_trim(0): give freed heap pages back to the OS (no-op elsewhere, and
+    skipped after `tune_allocator`, whose point is to keep them)."""
+    gc.collect()
+    libc = _libc()
+    if not _TUNED and libc and hasattr(libc, "malloc_trim"):
         try:
-            _LIBC.malloc_trim(0)
+            libc.malloc_trim(0)
         except Exception:  # pragma: no cover - exotic libc
             pass
 
@@ -357,6 +381,7 @@ def child_main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     threads = spec.get("threads")
+    tuned = os.environ.get(MALLOC_ENV) == "tuned" and tune_allocator()
     import torch
 
     if threads:
@@ -369,6 +394,7 @@ def child_main(argv: list[str] | None = None) -> None:
         rec.setdefault("process_peak_rss_mb", peak)
         rec.setdefault("threads", torch.get_num_threads())
         rec.setdefault("torch_version", torch.__version__)
+        rec.setdefault("allocator", "tuned" if tuned else "default")
     tmp = Path(spec["out"]).with_suffix(".tmp")
     tmp.write_text(json.dumps(records, default=_json_default), encoding="utf-8")
     os.replace(tmp, spec["out"])
