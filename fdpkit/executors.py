@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 from typing import Any, Callable, Iterable
 
 
@@ -16,6 +18,19 @@ def worker_init(threads: int) -> None:
 
     if threads:
         torch.set_num_threads(threads)
+
+
+def _exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(poll_s)
+    os._exit(1)
+
+
+def process_worker_init(threads: int, parent_pid: int) -> None:
+    """A killed driver must not leave workers training on and writing checkpoints into RUN_DIR
+    (a re-run would then share the fold with them), so each worker exits when its parent goes."""
+    worker_init(threads)
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
 
 
 def run_tasks(tasks: Iterable, run: Callable[[Any], Any], done: Callable[[Any], None], *,
@@ -43,7 +58,7 @@ def _run_processes(tasks, run, done, jobs, threads) -> None:
         print(f"note: {jobs} jobs x {threads} thread(s) > {cores} cores", file=sys.stderr)
     errors = []
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=worker_init, initargs=(threads,)) as pool:
+                             initializer=process_worker_init, initargs=(threads, os.getpid())) as pool:
         pending = {pool.submit(run, task): task for task in tasks}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
