@@ -6,17 +6,16 @@ which reproduces the released code's test-fold model selection and is stamped op
 
 Data order is a pure function of (seed, step): sample position p = step * batch + j lies in epoch
 p // n at offset p % n of that epoch's permutation, drawn from a generator seeded by (seed, epoch).
-A checkpoint therefore needs no sampler state; it holds the model, optimiser, AMP scaler, step,
-every global RNG state (as tensors / plain types: it loads with weights_only=True), the log rows,
-the best-so-far weights and the config. Resuming from it gives bit-identical weights and log rows
-(except the wall-clock `seconds` column) to an uninterrupted run.
+A checkpoint (`fdpkit.train_state`) therefore needs no sampler state; it holds the model, optimiser,
+AMP scaler, step, every global RNG state (as tensors / plain types: it loads with weights_only=True),
+the log rows, the best-so-far weights and the config. Resuming from it gives bit-identical weights
+and log rows (except the wall-clock `seconds` column) to an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,15 +26,16 @@ import pandas as pd
 import torch
 
 from fdpkit.folds import derive_seed
-from fdpkit.io import load_torch, write_csv, write_torch
+from fdpkit.io import write_csv
+from fdpkit.train_state import (CHECKPOINT, checkpoint_step, load_checkpoint, load_selected,
+                                restore_training_state, rng_state, save_checkpoint, seed_everything,
+                                set_rng_state)
 
 SELECTIONS = ("fixed_steps", "inner_val", "test_best")
 OPTIMISTIC_WARNING = ("optimistic: the model was selected on the held-out test subject "
                       "(test_best, as the released FDP code); not an unbiased estimate")
-CHECKPOINT = "checkpoint.pt"
 TRAIN_LOG = "train_log.csv"
 LOG_COLUMNS = ("step", "loss", "ce", "di", "rank", "lr", "seconds", "val")
-FORMAT = 1
 
 
 @dataclass
@@ -147,38 +147,6 @@ def autocast_dtype(precision: str, device: torch.device):
     if precision == "auto":
         return torch.float16 if device.type == "cuda" else None
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    """All global RNG states as tensors and plain types (loadable with weights_only=True)."""
-    np_state = np.random.get_state()
-    py = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
-        "numpy": {"name": str(np_state[0]), "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
-                  "cached_gaussian": float(np_state[4])},
-        "python": {"version": int(py[0]), "state": torch.tensor(py[1], dtype=torch.int64),
-                   "gauss": py[2]},
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
 
 
 @dataclass
@@ -338,13 +306,8 @@ def _train(model, train_data, config, val_data, fold, seed, workdir, progress, s
     history: list[list] = []
     step, seconds_before, finished = 0, 0.0, False
     if ckpt_path is not None and ckpt_path.exists():
-        ckpt = load_torch(ckpt_path)
-        _check_checkpoint(ckpt, config, fold, seed, ckpt_path)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if ckpt["scaler"]:
-            scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"])
+        ckpt = load_checkpoint(ckpt_path, config, fold, seed)
+        restore_training_state(ckpt, model, optimizer, scaler)
         step, log, best, history = ckpt["step"], ckpt["log"], ckpt["best"], ckpt["history"]
         seconds_before = log["seconds"][-1] if log["seconds"] else 0.0
         finished = bool(ckpt["complete"])
@@ -359,16 +322,10 @@ def _train(model, train_data, config, val_data, fold, seed, workdir, progress, s
             write_log()
             raise TrainingDiverged(fold, step, (
                 f"fold {fold}: non-finite weights ({', '.join(bad[:3])}) after step {step}; training "
-                f"stopped, the last good checkpoint {ckpt_path} (step {_ckpt_step(ckpt_path)}) is kept"))
-        write_torch(ckpt_path, {
-            "format": FORMAT, "fold": fold, "seed": seed, "step": step, "complete": complete,
-            "config": config.to_dict(), "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "rng": rng_state(),
-            "data_order": {"scheme": "randperm(derive_seed(seed, 'data_order', epoch))",
-                           "sampler": config.sampler, "seed": seed},
-            "log": log, "best": best, "history": history,
-        })
+                f"stopped, the last good checkpoint {ckpt_path} (step {checkpoint_step(ckpt_path)}) is kept"))
+        save_checkpoint(ckpt_path, fold=fold, seed=seed, step=step, complete=complete, config=config,
+                        model=model, optimizer=optimizer, scaler=scaler, log=log, best=best,
+                        history=history)
         write_log()
 
     def write_log() -> None:
@@ -400,7 +357,7 @@ def _train(model, train_data, config, val_data, fold, seed, workdir, progress, s
             value = float(loss.detach())
             if not math.isfinite(value):
                 write_log()
-                kept = (f"the last good checkpoint {ckpt_path} (step {_ckpt_step(ckpt_path)}) is kept"
+                kept = (f"the last good checkpoint {ckpt_path} (step {checkpoint_step(ckpt_path)}) is kept"
                         if ckpt_path is not None and ckpt_path.exists() else "no checkpoint was written")
                 raise TrainingDiverged(fold, step + 1, (
                     f"fold {fold}: loss is {value} at step {step + 1} (ce={parts['ce']}, "
@@ -457,34 +414,6 @@ def _result(model, step, complete, log, best, history, config) -> TrainResult:
     seconds = float(frame["seconds"].iloc[-1]) if len(frame) else 0.0
     return TrainResult(model, selected_step, step, complete, frame, config.selection, best_score,
                        [tuple(h) for h in history], seconds)
-
-
-def _ckpt_step(path) -> int | str:
-    try:
-        return int(load_torch(path)["step"])
-    except Exception:  # noqa: BLE001 - only for the message
-        return "?"
-
-
-def _check_checkpoint(ckpt: dict, config: TrainConfig, fold: str, seed: int, path: Path) -> None:
-    if ckpt.get("format") != FORMAT:
-        raise ValueError(f"{path}: checkpoint format {ckpt.get('format')} is not {FORMAT}")
-    saved = TrainConfig(**ckpt["config"]).fingerprint()
-    if saved != config.fingerprint() or ckpt.get("seed") != seed or ckpt.get("fold") != fold:
-        diff = sorted(k for k in saved if saved[k] != config.fingerprint().get(k))
-        raise ValueError(f"{path}: checkpoint was made for another fold, seed or config "
-                         f"(differs in {diff or ['fold/seed']}); delete it or use another folder")
-
-
-def load_selected(path, model: torch.nn.Module) -> torch.nn.Module:
-    """Load a fold checkpoint's selected weights (the trained model) into `model`."""
-    ckpt = load_torch(path)
-    if not ckpt.get("complete"):
-        raise ValueError(f"{path}: training did not finish (step {ckpt.get('step')})")
-    best = ckpt.get("best")
-    selection = ckpt["config"]["selection"]
-    model.load_state_dict(best["state"] if selection != "fixed_steps" and best else ckpt["model"])
-    return model
 
 
 __all__ = ["TrainConfig", "TRAIN_PRESETS", "SELECTIONS", "OPTIMISTIC_WARNING", "TrainResult",

@@ -9,14 +9,23 @@ import cv2
 import numpy as np
 import openpyxl
 
-_IMAGE = {ext: cv2.imencode(ext, np.full((4, 4), 128, np.uint8))[1].tobytes() for ext in (".jpg", ".png")}
+
+def encode(image: np.ndarray, ext: str = ".jpg") -> bytes:
+    """The bytes of `image` as an `ext` file."""
+    ok, buffer = cv2.imencode(ext, image)
+    assert ok
+    return buffer.tobytes()
+
+
+TINY_IMAGES = {ext: encode(np.full((4, 4), 128, np.uint8), ext) for ext in (".jpg", ".png")}
 
 
 def write_frames(folder: Path, numbers, name: str = "img{}.jpg") -> Path:
+    """A tiny image (encoded as the name's extension) as folder/name.format(n) for each number."""
     folder.mkdir(parents=True, exist_ok=True)
     for n in numbers:
         path = folder / name.format(n)
-        path.write_bytes(_IMAGE[path.suffix.lower()])
+        path.write_bytes(TINY_IMAGES[path.suffix.lower()])
     return folder
 
 

@@ -1,8 +1,9 @@
 """LOSO runner: run folder, skip/resume (also after SIGKILL), config refusal, test-subject isolation,
 test_best stamping, fold-order independence, executors local / --jobs 2 / Ray, controls, grids.
 
-A 3-subject corpus of 8-frame 32x32 clips is written straight into a cache (the real npz format,
-index.csv with row keys) in a temp folder; the real `tiny` FDP model trains 12 steps per fold.
+A 3-subject corpus of 8-frame 32x32 clips is written straight into a cache (toycache.py: the real
+npz format, index.csv with row keys) in a temp folder; the real `tiny` FDP model trains 12 steps per
+fold.
 """
 
 from __future__ import annotations
@@ -22,51 +23,22 @@ import torch
 
 import fdpkit.runner as runner
 from fdpkit.cli import main as cli_main
-from fdpkit.data.cache import INDEX_COLUMNS, row_key
-from fdpkit.data.dynamic_image import dynamic_image_uint8
-from fdpkit.data.manifest import COLUMNS, Manifest, write_manifest
-from fdpkit.io import read_json, write_csv, write_npz
+from fdpkit.io import read_json
 from fdpkit.train import OPTIMISTIC_WARNING, TrainingDiverged
 
-CLASSES = ["happiness", "surprise", "others"]
+sys.path.insert(0, str(Path(__file__).parent))
+from toycache import TOY_CLASSES as CLASSES  # noqa: E402
+from toycache import make_toy_cache  # noqa: E402
+
 SUBJECTS = ["s01", "s02", "s03"]
 RUN = dict(preset="tiny", steps=12, batch_size=4, progress=False, verbose=False,
            overrides={"checkpoint_every": 3})
 CLI_RUN = ["--preset", "tiny", "--steps", "12", "--batch-size", "4", "--set", "checkpoint_every=3"]
 
 
-def make_corpus(folder: Path, clips_per_subject: int = 6, size: int = 32) -> tuple[Path, Path]:
-    """Manifest + cache of synthetic clips: a class-specific band brightens from onset to apex."""
-    rng = np.random.default_rng(0)
-    rows, index = [], []
-    cache = folder / "cache"
-    for subject in SUBJECTS:
-        for k in range(clips_per_subject):
-            label = CLASSES[k % 3]
-            clip = f"c{k}"
-            row = {"dataset": "synthme", "subject": subject, "subject_uid": f"synthme/{subject}",
-                   "clip": clip, "clip_uid": f"synthme/{subject}/{clip}", "root": str(folder / "corpus"),
-                   "frame_dir": f"{subject}/{clip}", "first_frame": 1, "last_frame": 8, "n_frames": 8,
-                   "onset": 1, "apex": 5, "offset": 8, "apex_estimated": False, "emotion": label,
-                   "label": label, "aus": "", "fixes": ""}
-            frames = rng.normal(128, 20, size=(8, size, size))
-            band = slice(10 * (k % 3), 10 * (k % 3) + 10)
-            frames[:, band] += np.array([0, 10, 20, 30, 40, 30, 20, 10])[:, None, None]
-            frames = np.clip(frames, 0, 255).astype(np.uint8)
-            name = f"{subject}_{clip}.npz"
-            write_npz(cache / name, frames=frames, dynamic_image=dynamic_image_uint8(frames),
-                      frame_numbers=np.arange(1, 9))
-            rows.append(row)
-            index.append({"clip_uid": row["clip_uid"], "status": "ok", "file": name, "row_key": row_key(row)})
-    write_csv(cache / "index.csv", pd.DataFrame(index, columns=list(INDEX_COLUMNS)))
-    manifest = folder / "manifest.csv"
-    write_manifest(Manifest(pd.DataFrame(rows, columns=list(COLUMNS)), "test3", CLASSES), manifest)
-    return manifest, cache
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    return make_corpus(tmp_path_factory.mktemp("loso"))
+    return make_toy_cache(tmp_path_factory.mktemp("loso"), SUBJECTS, clips_per_subject=6)
 
 
 @pytest.fixture(scope="module")

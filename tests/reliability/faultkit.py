@@ -10,6 +10,9 @@ Everything is written at test time into pytest's temp folders:
   compare against);
 * a toy cache (random clips written straight in the npz format) for the run faults, so training
   tests do not need dlib.
+
+The image, spreadsheet and toy-cache writers shared with the unit tests live in tests/ and are
+re-exported here (`encode`, `manifest_row`, `write_manifest_csv`, `make_toy_cache`, ...).
 """
 
 from __future__ import annotations
@@ -20,20 +23,20 @@ import sys
 import textwrap
 from pathlib import Path
 
-import cv2
 import numpy as np
-import openpyxl
 import pandas as pd
 from skimage import data as skdata
+
+# tests/ has no package __init__: put it on the path, as the unit tests do, for the shared helpers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fixtures_vendor import CASME2_HEADER, SAMM_HEADER, TINY_IMAGES, encode  # noqa: E402
+from fixtures_vendor import write_frames as write_tiny_frames  # noqa: E402
+from fixtures_vendor import write_xlsx as write_workbook  # noqa: E402
+from toycache import make_toy_cache, manifest_row, write_manifest_csv  # noqa: E402, F401 - re-exported
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 ASTRONAUT_BGR = np.ascontiguousarray(skdata.astronaut()[..., ::-1])
-CASME2_HEADER = ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None, "Action Units",
-                 "Estimated Emotion"]
-SAMM_HEADER = ["Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame", "Offset Frame", "Duration",
-               "Type", "Action Units", "Notes", "Estimated Emotion", "Objective Classes"]
-TOY_CLASSES = ["happiness", "surprise", "others"]
 PREPROCESS = dict(frames=8, size=32)          # small clips: fast, still aligned by dlib
 SYNTH = dict(subjects=2, clips_per_subject=2, seed=0)
 
@@ -48,12 +51,6 @@ def blank(height: int = 240, width: int = 230) -> np.ndarray:
     return np.full((height, width, 3), 128, np.uint8)
 
 
-def encode(image: np.ndarray, ext: str = ".jpg") -> bytes:
-    ok, buffer = cv2.imencode(ext, image)
-    assert ok
-    return buffer.tobytes()
-
-
 def write_frames(folder: Path, frames, first: int = 1, name: str = "img{}.jpg") -> list[int]:
     """Frames (arrays, encoded as the name's extension, or raw bytes) as folder/img<n>.jpg."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -64,39 +61,13 @@ def write_frames(folder: Path, frames, first: int = 1, name: str = "img{}.jpg") 
     return numbers
 
 
-def manifest_row(root: Path, subject: str, clip: str, numbers, label: str = "happiness", onset=None,
-                 offset=None, frame_dir: str | None = None, dataset: str = "casme2") -> dict:
-    onset = numbers[0] if onset is None else onset
-    offset = numbers[-1] if offset is None else offset
-    return {
-        "dataset": dataset, "subject": subject, "subject_uid": f"{dataset}/{subject}", "clip": clip,
-        "clip_uid": f"{dataset}/{subject}/{clip}", "root": str(root),
-        "frame_dir": frame_dir if frame_dir is not None else f"sub{subject}/{clip}",
-        "first_frame": numbers[0], "last_frame": numbers[-1], "n_frames": len(numbers),
-        "onset": onset, "apex": (onset + offset) // 2, "offset": offset, "apex_estimated": False,
-        "emotion": label, "label": label, "aus": "", "fixes": "",
-    }
-
-
-def write_manifest_csv(path: Path, rows: list[dict], classes: list[str], protocol: str = "test") -> Path:
-    from fdpkit.data.manifest import COLUMNS, Manifest, write_manifest
-
-    return write_manifest(Manifest(pd.DataFrame(rows, columns=list(COLUMNS)), protocol, classes), path)
-
-
 # ---------------------------------------------------------------------------------- spreadsheets
 def write_xlsx(path: Path, rows, title: str = "Sheet1") -> Path:
-    book = openpyxl.Workbook()
-    sheet = book.active
-    sheet.title = title
-    for row in rows:
-        sheet.append(list(row))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    book.save(path)
-    return path
+    """A one-sheet workbook."""
+    return write_workbook(path, {title: rows})
 
 
-TINY = encode(np.full((4, 4), 128, np.uint8))
+TINY = TINY_IMAGES[".jpg"]  # the frames make_casme2 writes
 CASME2_ROWS = [  # subject, clip, onset, apex, offset, aus, emotion
     (1, "EP02_01f", 10, 14, 20, "12", "happiness"),
     (1, "EP03_02", 5, 8, 12, "4+9", "disgust"),
@@ -114,10 +85,7 @@ def make_casme2(root: Path, rows=CASME2_ROWS, header=CASME2_HEADER, sheet: str =
     write_xlsx(root / sheet, table + [list(r) for r in extra_rows])
     if frames:
         for s, c, on, _, off, _, _ in rows:
-            folder = root / f"sub{int(s):02d}" / str(c)
-            folder.mkdir(parents=True, exist_ok=True)
-            for n in range(max(1, int(on) - 2), int(off) + 3):
-                (folder / f"img{n}.jpg").write_bytes(TINY)
+            write_tiny_frames(root / f"sub{int(s):02d}" / str(c), range(max(1, int(on) - 2), int(off) + 3))
     return root
 
 
@@ -127,34 +95,6 @@ def make_samm_sheet(path: Path) -> Path:
                                    (7, "007_3_1", 51, 55, 60, "Contempt"), (7, "007_5_2", 31, 33, 36, "Surprise")]:
         rows.append([s, c, 1, on, ap, off, off - on + 1, "Micro - 1/2", "12", None, emo, 1])
     return write_xlsx(path, rows, "FACS codes")
-
-
-# ---------------------------------------------------------------------------------- toy cache
-def make_toy_cache(folder: Path, subjects=("s01", "s02"), clips_per_subject: int = 4, size: int = 32):
-    """Manifest + cache of random 8-frame clips (the real npz format and index.csv)."""
-    from fdpkit.data.cache import INDEX_COLUMNS, row_key
-    from fdpkit.data.dynamic_image import dynamic_image_uint8
-    from fdpkit.io import write_csv, write_npz
-
-    rng = np.random.default_rng(0)
-    rows, index = [], []
-    cache = folder / "cache"
-    for subject in subjects:
-        for k in range(clips_per_subject):
-            label = TOY_CLASSES[k % 3]
-            row = manifest_row(folder / "corpus", subject, f"c{k}", list(range(1, 9)), label,
-                               frame_dir=f"{subject}/c{k}", dataset="synthme")
-            frames = rng.normal(128, 20, size=(8, size, size))
-            frames[:, 10 * (k % 3):10 * (k % 3) + 10] += np.array([0, 10, 20, 30, 40, 30, 20, 10])[:, None, None]
-            frames = np.clip(frames, 0, 255).astype(np.uint8)
-            name = f"{subject}_c{k}.npz"
-            write_npz(cache / name, frames=frames, dynamic_image=dynamic_image_uint8(frames),
-                      frame_numbers=np.arange(1, 9))
-            rows.append(row)
-            index.append({"clip_uid": row["clip_uid"], "status": "ok", "file": name, "row_key": row_key(row)})
-    write_csv(cache / "index.csv", pd.DataFrame(index, columns=list(INDEX_COLUMNS)))
-    manifest = write_manifest_csv(folder / "manifest.csv", rows, TOY_CLASSES, "toy3")
-    return manifest, cache
 
 
 RUN = dict(preset="tiny", steps=6, batch_size=4, progress=False, verbose=False,

@@ -1,0 +1,115 @@
+"""Fold checkpoints and global RNG state, for `fdpkit.train`'s exact resume.
+
+A checkpoint (``checkpoint.pt``) holds the model, optimiser, AMP scaler, step, every global RNG
+state, the log rows, the best-so-far weights and the config, all as tensors and plain types, so it
+loads through `fdpkit.io.load_torch` (weights_only=True). `load_checkpoint` refuses one made for
+another fold, seed or result-changing config; `restore_training_state` puts it back into the model,
+optimiser, scaler and RNGs, so training continues bit-identically; `load_selected` reads the
+selected weights of a finished fold.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fdpkit.io import load_torch, write_torch
+
+CHECKPOINT = "checkpoint.pt"
+FORMAT = 1
+
+
+# ---------------------------------------------------------------------------------- RNG state
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """All global RNG states as tensors and plain types (loadable with weights_only=True)."""
+    np_state = np.random.get_state()
+    py = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
+        "numpy": {"name": str(np_state[0]), "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
+                  "cached_gaussian": float(np_state[4])},
+        "python": {"version": int(py[0]), "state": torch.tensor(py[1], dtype=torch.int64),
+                   "gauss": py[2]},
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path: Path, *, fold: str, seed: int, step: int, complete: bool, config,
+                    model: torch.nn.Module, optimizer, scaler, log: dict, best: dict | None,
+                    history: list) -> None:
+    """Write the whole training state, the global RNG states as they are now included."""
+    write_torch(path, {
+        "format": FORMAT, "fold": fold, "seed": seed, "step": step, "complete": complete,
+        "config": config.to_dict(), "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "rng": rng_state(),
+        "data_order": {"scheme": "randperm(derive_seed(seed, 'data_order', epoch))",
+                       "sampler": config.sampler, "seed": seed},
+        "log": log, "best": best, "history": history,
+    })
+
+
+def load_checkpoint(path: Path, config, fold: str, seed: int) -> dict[str, Any]:
+    """The checkpoint at `path`; ValueError unless it was made for this fold, seed and config
+    (compared by `TrainConfig.fingerprint`: the fields that change results)."""
+    ckpt = load_torch(path)
+    if ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path}: checkpoint format {ckpt.get('format')} is not {FORMAT}")
+    # rebuilt through the caller's class (fdpkit.train imports this module, not the reverse)
+    saved = type(config)(**ckpt["config"]).fingerprint()
+    if saved != config.fingerprint() or ckpt.get("seed") != seed or ckpt.get("fold") != fold:
+        diff = sorted(k for k in saved if saved[k] != config.fingerprint().get(k))
+        raise ValueError(f"{path}: checkpoint was made for another fold, seed or config "
+                         f"(differs in {diff or ['fold/seed']}); delete it or use another folder")
+    return ckpt
+
+
+def restore_training_state(ckpt: dict[str, Any], model: torch.nn.Module, optimizer, scaler) -> None:
+    """Put a loaded checkpoint's weights, optimiser and scaler state and RNG states back."""
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if ckpt["scaler"]:
+        scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(ckpt["rng"])
+
+
+def checkpoint_step(path) -> int | str:
+    """The step of the checkpoint at `path`, "?" when it cannot be read (for error messages)."""
+    try:
+        return int(load_torch(path)["step"])
+    except Exception:  # noqa: BLE001 - only for the message
+        return "?"
+
+
+def load_selected(path, model: torch.nn.Module) -> torch.nn.Module:
+    """Load a fold checkpoint's selected weights (the trained model) into `model`."""
+    ckpt = load_torch(path)
+    if not ckpt.get("complete"):
+        raise ValueError(f"{path}: training did not finish (step {ckpt.get('step')})")
+    best = ckpt.get("best")
+    selection = ckpt["config"]["selection"]
+    model.load_state_dict(best["state"] if selection != "fixed_steps" and best else ckpt["model"])
+    return model
