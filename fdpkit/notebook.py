@@ -213,7 +213,7 @@ def ablation_grid(names, include_official: bool = False, quiet: bool = False,
     import torch
 
     from fdpkit.model import make_config
-    from fdpkit.train import TrainConfig
+    from fdpkit.train_config import TrainConfig
 
     if not quiet:
         model, train = make_config(preset), TrainConfig.from_preset(preset)

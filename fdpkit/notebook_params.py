@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from fdpkit.paths import fdpkit_home
+from fdpkit.train_config import SELECTIONS
 
 DATASETS = ("casme2", "samm", "casme_sq", "casme3", "synthme")
 SMOKE_ENV = "FDPKIT_SMOKE"
@@ -25,7 +26,6 @@ SMOKE_SYNTHME = {"subjects": 4, "clips_per_subject": 4}
 SMOKE_LIMITS = {"steps": 4, "max_folds": 2, "n_clips": 2, "ig_steps": 4}
 SMOKE_ABLATIONS = ("fdp", "rank-mean", "frames-4")
 EXECUTORS = ("local", "ray")
-SELECTIONS = ("fixed_steps", "inner_val", "test_best")
 METHODS2 = ("saliency", "occlusion")
 
 

@@ -15,13 +15,15 @@ any moment and re-run gives the same files as an uninterrupted run. Fold tasks r
 driver writes every result file (the trainer itself writes only checkpoint.pt / train_log.csv).
 Each fold's seed is a hash of (base seed, subject_uid) and every fold runs with the same number of
 torch threads (`threads`, default 1), so results do not depend on fold order, executor or --jobs.
+
+The run's config (overrides, fingerprint, refusal of a RUN_DIR made with another config) is
+`fdpkit.run_config`; the result files are written by `fdpkit.run_outputs`. Their public names are
+re-exported here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -33,62 +35,13 @@ import pandas as pd
 
 from fdpkit import __version__
 from fdpkit.folds import Fold, fold_dirname, inner_val_split, loso_folds, shuffled_labels
-from fdpkit.io import read_json, stable_hash, write_csv, write_json
+from fdpkit.io import stable_hash, write_csv
 from fdpkit.executors import run_tasks
-from fdpkit.train import OPTIMISTIC_WARNING, TrainConfig, predict_proba, train_fold
-
-CONFIG = "config.json"
-SUMMARY = "summary.json"
-RESULTS = "results.csv"
-PREDICTIONS = "predictions.csv"
-FOLD_METRICS = "metrics.json"
-RUN_KEYS = ("model", "preset", "selection", "seed", "shuffle_labels")  # grid keys that are run args
-ID_COLUMNS = ("dataset", "subject", "subject_uid", "clip", "clip_uid", "label", "pred")
-
-
-class RunConfigMismatch(RuntimeError):
-    """RUN_DIR holds a run made with another config (use force=True / --force)."""
-
-
-# ------------------------------------------------------------------------------- overrides
-def parse_value(text: str) -> Any:
-    """`--set` values: JSON when it parses (numbers, true/false/null, lists), else the string."""
-    try:
-        return json.loads(text)
-    except (json.JSONDecodeError, ValueError):
-        return text
-
-
-def parse_sets(items: Iterable[str]) -> dict[str, Any]:
-    out = {}
-    for item in items or ():
-        if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = parse_value(value.strip())
-    return out
-
-
-def split_overrides(overrides: dict[str, Any] | None) -> tuple[dict, dict, dict]:
-    """-> (run args, TrainConfig fields, model (FDPConfig) fields).
-
-    Keys may carry a `train.` or `model.` prefix; otherwise TrainConfig fields go to training,
-    `model`/`preset`/`selection`/`seed`/`shuffle_labels` to the run, everything else to the model.
-    """
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    run, train, model = {}, {}, {}
-    for key, value in (overrides or {}).items():
-        if key.startswith("train."):
-            train[key[6:]] = value
-        elif key.startswith("model."):
-            model[key[6:]] = value
-        elif key in RUN_KEYS:
-            run[key] = value
-        elif key in train_fields:
-            train[key] = value
-        else:
-            model[key] = value
-    return run, train, model
+from fdpkit.run_config import (RUN_KEYS, RunConfigMismatch, clip_shape, fit_to_data, model_config,
+                               parse_sets, prepare_run_dir, run_fingerprint, split_overrides)
+from fdpkit.run_outputs import FOLD_METRICS, format_summary, pool_run, read_predictions, write_fold
+from fdpkit.train import OPTIMISTIC_WARNING, predict_proba, train_fold
+from fdpkit.train_config import TrainConfig
 
 
 # ------------------------------------------------------------------------------- one fold
@@ -211,32 +164,6 @@ def _run_fold(task: FoldTask) -> dict[str, Any]:
             "metrics": metrics, "log": result.log}
 
 
-def read_predictions(path) -> pd.DataFrame:
-    """A predictions.csv with ids as strings (subject `01` stays `01`) and exact floats."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    for column in frame.columns:
-        if column.startswith("p_"):
-            frame[column] = frame[column].map(float)
-    if "selected_step" in frame:
-        frame["selected_step"] = frame["selected_step"].astype(int)
-    if "optimistic" in frame:
-        frame["optimistic"] = frame["optimistic"] == "True"
-    return frame
-
-
-def _write_fold(result: dict[str, Any], classes: list[str]) -> None:
-    """Driver side: a fold's files, metrics.json last (its presence marks the fold finished)."""
-    from fdpkit.metrics import per_subject_table
-
-    fold_dir = Path(result["fold_dir"])
-    write_csv(fold_dir / PREDICTIONS, result["predictions"])
-    write_csv(fold_dir / "train_log.csv", result["log"])
-    row = per_subject_table(read_predictions(fold_dir / PREDICTIONS), classes).iloc[0]
-    metrics = {**result["metrics"], **{k: float(row[k]) for k in ("accuracy", "uf1", "uar", "weighted_f1")},
-               "fold_metric_note": "this subject's clips alone (classes present in truth or predictions)"}
-    write_json(fold_dir / FOLD_METRICS, metrics)
-
-
 # ------------------------------------------------------------------------------- executors
 def _execute(tasks: list[FoldTask], classes, executor: str, jobs: int, ray_address: str | None,
              threads: int, progress: bool) -> None:
@@ -249,7 +176,7 @@ def _execute(tasks: list[FoldTask], classes, executor: str, jobs: int, ray_addre
         bar = tqdm(total=len(tasks), desc="folds", unit="fold")
 
     def done(result):
-        _write_fold(result, classes)
+        write_fold(result, classes)
         if bar is not None:
             bar.update(1)
 
@@ -261,87 +188,7 @@ def _execute(tasks: list[FoldTask], classes, executor: str, jobs: int, ray_addre
             bar.close()
 
 
-# ------------------------------------------------------------------------------- run folder
-def _fingerprint(config: dict) -> dict:
-    return {
-        "manifest_sha256": config["manifest"]["sha256"], "classes": config["manifest"]["classes"],
-        "protocol": config["manifest"]["protocol"], "cache_clips_sha256": config["cache"]["clips_sha256"],
-        "preset": config["preset"], "model": config["model"], "model_config": config["model_config"],
-        "train": TrainConfig(**config["train"]).fingerprint(), "selection": config["selection"],
-        "seed": config["seed"], "shuffle_labels": config["shuffle_labels"],
-    }
-
-
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ, e.g. `train.steps (12 -> 3)`."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key} ({a!r} -> {b!r})")
-    return out
-
-
-def _prepare_run_dir(out_dir: Path, config: dict, force: bool) -> None:
-    path = out_dir / CONFIG
-    if path.exists():
-        old = read_json(path)
-        old_fp = old.get("fingerprint", {})
-        new_fp = config["fingerprint"]
-        if old_fp != new_fp:
-            keys = _differences(old_fp, new_fp)
-            if not force:
-                raise RunConfigMismatch(
-                    f"{out_dir} holds a run made with another config (differs in: {', '.join(keys)}); "
-                    "use another --out, or --force to discard its results and start again")
-            for name in ("folds", PREDICTIONS, RESULTS, SUMMARY):
-                target = out_dir / name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                elif target.exists():
-                    target.unlink()
-    write_json(path, config)
-
-
-def _model_config(model: str, preset: str, num_classes: int, overrides: dict) -> dict:
-    """The resolved model configuration (validates the overrides without building the model)."""
-    from fdpkit.baselines import MODEL_KINDS
-    from fdpkit.model import make_config
-
-    if model not in MODEL_KINDS:
-        raise ValueError(f"model must be one of {MODEL_KINDS}, got {model!r}")
-    extra = {"dynamic_image": False} if model != "fdp" else {}
-    cfg = make_config(preset, **{**overrides, **extra, "num_classes": num_classes})
-    return json.loads(json.dumps(cfg.to_dict()))
-
-
-def _clip_shape(path) -> tuple[int, int, int]:
-    """(T, H, W) of a cached clip (all clips of a cache share it)."""
-    from fdpkit.data.cache import load_clip
-
-    return tuple(int(v) for v in load_clip(path)["frames"].shape)
-
-
-def _fit_to_data(overrides: dict, preset: str, shape: tuple[int, int, int]) -> dict:
-    """Set the model's `frames` and `size` from the cache when the preset differs (never silently
-    against an explicit override)."""
-    from fdpkit.model import make_config
-
-    t, h, w = shape
-    if h != w:
-        raise ValueError(f"cached frames are {h}x{w}; the model needs square frames")
-    base = make_config(preset)
-    out = dict(overrides)
-    for key, value in (("frames", t), ("size", h)):
-        if key in out and int(out[key]) != value:
-            raise ValueError(f"model {key}={out[key]} but the cache holds clips of {t} frames of {h}x{w}")
-        if getattr(base, key) != value:
-            out[key] = value
-    return out
-
-
+# ------------------------------------------------------------------------------- public API
 def _as_manifest(manifest):
     from fdpkit.data.manifest import Manifest, read_manifest
 
@@ -350,7 +197,6 @@ def _as_manifest(manifest):
     return read_manifest(manifest), str(Path(manifest).resolve())
 
 
-# ------------------------------------------------------------------------------- public API
 def run_loso(manifest, cache_dir, out_dir, preset: str = "tiny", model: str = "fdp",
              selection: str = "fixed_steps", seed: int = 0, folds=None, executor: str = "local",
              jobs: int = 1, overrides: dict | None = None, shuffle_labels: bool = False,
@@ -387,8 +233,8 @@ def run_loso(manifest, cache_dir, out_dir, preset: str = "tiny", model: str = "f
                                                "batch_size": batch_size})
     fold_list = loso_folds(rows, seed, folds)
     found = lookup(cache_dir, rows)
-    data_shape = _clip_shape(found["path"].iloc[0])
-    model_over = _fit_to_data(model_over, preset, data_shape)
+    data_shape = clip_shape(found["path"].iloc[0])
+    model_over = fit_to_data(model_over, preset, data_shape)
     out_dir = Path(out_dir)
     config: dict[str, Any] = {
         "fdpkit_version": __version__, "command": command,
@@ -400,15 +246,15 @@ def run_loso(manifest, cache_dir, out_dir, preset: str = "tiny", model: str = "f
                                                          found["path"].map(lambda p: Path(p).name))), 64)},
         "data_shape": {"frames": data_shape[0], "height": data_shape[1], "width": data_shape[2]},
         "preset": preset, "model": model, "model_overrides": model_over,
-        "model_config": _model_config(model, preset, len(classes), model_over),
+        "model_config": model_config(model, preset, len(classes), model_over),
         "train": train.to_dict(), "selection": selection, "seed": seed, "shuffle_labels": shuffle_labels,
         "folds": [f.subject_uid for f in fold_list], "fold_seeds": {f.subject_uid: f.seed for f in fold_list},
         "executor": {"name": executor, "jobs": jobs, "ray_address": ray_address},
     }
     if selection == "test_best":
         config["warning"] = OPTIMISTIC_WARNING
-    config["fingerprint"] = _fingerprint(config)
-    _prepare_run_dir(out_dir, config, force)
+    config["fingerprint"] = run_fingerprint(config)
+    prepare_run_dir(out_dir, config, force)
 
     tasks = []
     for fold in fold_list:
@@ -426,61 +272,6 @@ def run_loso(manifest, cache_dir, out_dir, preset: str = "tiny", model: str = "f
     if verbose:
         print(format_summary(summary) + f"  ({time.perf_counter() - started:.0f} s)")
     return summary
-
-
-def pool_run(out_dir: Path, config: dict, fold_list: list[Fold]) -> dict[str, Any]:
-    """Pool the finished folds' predictions into predictions.csv, results.csv, summary.json."""
-    from fdpkit.metrics import per_subject_table, summarize
-
-    out_dir, classes = Path(out_dir), config["manifest"]["classes"]
-    frames, fold_rows = [], []
-    for fold in fold_list:
-        fold_dir = out_dir / "folds" / fold_dirname(fold.subject_uid)
-        frames.append(read_predictions(fold_dir / PREDICTIONS))
-        fold_rows.append(read_json(fold_dir / FOLD_METRICS))
-    predictions = pd.concat(frames, ignore_index=True)
-    write_csv(out_dir / PREDICTIONS, predictions)
-    selection = config["selection"]
-    summary = summarize(predictions, classes, seed=config["seed"])
-    meta = {
-        "selection": selection, "preset": config["preset"], "model": config["model"],
-        "protocol": config["manifest"]["protocol"], "manifest_sha256": config["manifest"]["sha256"],
-        "seeds": {"base": config["seed"], "folds": config["fold_seeds"]},
-        "shuffle_labels": config["shuffle_labels"], "train": TrainConfig(**config["train"]).fingerprint(),
-        "model_overrides": config["model_overrides"], "fdpkit_version": config["fdpkit_version"],
-    }
-    if config["shuffle_labels"]:
-        meta["control"] = "label-shuffled training labels (test labels true): expect chance level"
-    if selection == "test_best":
-        meta["warning"] = OPTIMISTIC_WARNING
-    summary = {**meta, **summary}
-    table = per_subject_table(predictions, classes)
-    info = pd.DataFrame([{"subject_uid": m["subject_uid"], "fold_seed": m["fold_seed"],
-                          "selected_step": m["selected_step"], "n_train": m["n_train"],
-                          "n_inner_val": m["n_inner_val"]} for m in fold_rows])
-    table.insert(0, "subject_uid", table["dataset"].astype(str) + "/" + table["subject"].astype(str)
-                 if "dataset" in table else table["subject"])
-    table = table.merge(info, on="subject_uid", how="left")
-    table["selection"] = selection
-    if selection == "test_best":
-        table["warning"] = OPTIMISTIC_WARNING
-    write_csv(out_dir / RESULTS, table)
-    write_json(out_dir / SUMMARY, summary)
-    return summary
-
-
-def format_summary(summary: dict) -> str:
-    ci = summary["ci"]["intervals"]
-    p = summary["pooled"]
-    text = (f"pooled UF1 {p['uf1']:.3f} [95% {ci['uf1'][0]:.3f}, {ci['uf1'][1]:.3f}]  "
-            f"UAR {p['uar']:.3f} [{ci['uar'][0]:.3f}, {ci['uar'][1]:.3f}]  "
-            f"accuracy {p['accuracy']:.3f}  ({summary['n']} clips, {summary['n_subjects']} subjects)  "
-            f"selection: {summary['selection']}")
-    if summary.get("warning"):
-        text += f"\nWARNING: {summary['warning']}"
-    if summary.get("shuffle_labels"):
-        text += "\n(label-shuffled control)"
-    return text
 
 
 def run_grid(manifest, cache_dir, out_dir, grid: list[tuple[str, dict]], **kwargs) -> pd.DataFrame:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from fdpkit.io import load_torch, write_torch
+from fdpkit.train_config import TrainConfig
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 1
@@ -57,9 +58,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------- checkpoints
-def save_checkpoint(path: Path, *, fold: str, seed: int, step: int, complete: bool, config,
-                    model: torch.nn.Module, optimizer, scaler, log: dict, best: dict | None,
-                    history: list) -> None:
+def save_checkpoint(path: Path, *, fold: str, seed: int, step: int, complete: bool,
+                    config: TrainConfig, model: torch.nn.Module, optimizer, scaler, log: dict,
+                    best: dict | None, history: list) -> None:
     """Write the whole training state, the global RNG states as they are now included."""
     write_torch(path, {
         "format": FORMAT, "fold": fold, "seed": seed, "step": step, "complete": complete,
@@ -72,14 +73,13 @@ def save_checkpoint(path: Path, *, fold: str, seed: int, step: int, complete: bo
     })
 
 
-def load_checkpoint(path: Path, config, fold: str, seed: int) -> dict[str, Any]:
+def load_checkpoint(path: Path, config: TrainConfig, fold: str, seed: int) -> dict[str, Any]:
     """The checkpoint at `path`; ValueError unless it was made for this fold, seed and config
     (compared by `TrainConfig.fingerprint`: the fields that change results)."""
     ckpt = load_torch(path)
     if ckpt.get("format") != FORMAT:
         raise ValueError(f"{path}: checkpoint format {ckpt.get('format')} is not {FORMAT}")
-    # rebuilt through the caller's class (fdpkit.train imports this module, not the reverse)
-    saved = type(config)(**ckpt["config"]).fingerprint()
+    saved = TrainConfig(**ckpt["config"]).fingerprint()
     if saved != config.fingerprint() or ckpt.get("seed") != seed or ckpt.get("fold") != fold:
         diff = sorted(k for k in saved if saved[k] != config.fingerprint().get(k))
         raise ValueError(f"{path}: checkpoint was made for another fold, seed or config "

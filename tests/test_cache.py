@@ -4,6 +4,7 @@ jpg frames (skimage astronaut) built at test time, dlib really detecting the fac
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import cv2
@@ -19,6 +20,9 @@ from fdpkit.data.manifest import COLUMNS, Manifest, write_manifest
 from fdpkit.data.sampling import (SamplingError, SamplingSkip, evenly_spaced_positions, sample_frames,
                                   sample_official, sample_onset_offset)
 from fdpkit.io import load_npz
+
+sys.path.insert(0, str(Path(__file__).parent))
+from toycache import manifest_row  # noqa: E402
 
 ASTRONAUT = data.astronaut()
 CLASSES = ["happiness", "surprise"]
@@ -48,18 +52,6 @@ def write_clip(root: Path, subject: str, clip: str, frames: list, first: int = 1
         else:
             assert cv2.imwrite(str(path), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
     return manifest_row(root, subject, clip, numbers, label, onset, offset)
-
-
-def manifest_row(root, subject, clip, numbers, label="happiness", onset=None, offset=None) -> dict:
-    onset = numbers[0] if onset is None else onset
-    offset = numbers[-1] if offset is None else offset
-    return {
-        "dataset": "casme2", "subject": subject, "subject_uid": f"casme2/{subject}", "clip": clip,
-        "clip_uid": f"casme2/{subject}/{clip}", "root": str(root), "frame_dir": f"sub{subject}/{clip}",
-        "first_frame": numbers[0], "last_frame": numbers[-1], "n_frames": len(numbers),
-        "onset": onset, "apex": (onset + offset) // 2, "offset": offset, "apex_estimated": False,
-        "emotion": label, "label": label, "aus": "", "fixes": "",
-    }
 
 
 @pytest.fixture(scope="module")

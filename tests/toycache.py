@@ -1,6 +1,7 @@
-"""Toy corpora for the run tests (tests/test_runner.py and the fault matrix, reliability/faultkit.py):
-manifest rows, manifest CSVs and a cache of random 8-frame clips written straight in fdpkit's npz
-format with its index.csv, so training and LOSO tests need neither dlib nor a preprocessing run.
+"""Toy corpora for the run tests (tests/test_runner.py and the fault matrix, reliability/faultkit.py;
+tests/test_cache.py uses the manifest rows): manifest rows, manifest CSVs and a cache of random
+8-frame clips written straight in fdpkit's npz format with its index.csv, so training and LOSO
+tests need neither dlib nor a preprocessing run.
 """
 
 from __future__ import annotations

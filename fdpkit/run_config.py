@@ -1,0 +1,153 @@
+"""A LOSO run's configuration: `--set` overrides split into run / training / model fields, the
+model config resolved and fitted to the cached clips, and the check of RUN_DIR's config.json.
+
+`prepare_run_dir` compares the run fingerprint (the fields that change results) with the one saved
+in RUN_DIR and refuses a folder made with another config (`RunConfigMismatch`), unless forced, when
+it discards that run's results; resuming is only sound into a folder of the same config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Iterable
+
+from fdpkit.io import read_json, write_json
+from fdpkit.run_outputs import PREDICTIONS, RESULTS, SUMMARY
+from fdpkit.train_config import TrainConfig
+
+CONFIG = "config.json"
+RUN_KEYS = ("model", "preset", "selection", "seed", "shuffle_labels")  # grid keys that are run args
+
+
+class RunConfigMismatch(RuntimeError):
+    """RUN_DIR holds a run made with another config (use force=True / --force)."""
+
+
+# ------------------------------------------------------------------------------- overrides
+def parse_value(text: str) -> Any:
+    """`--set` values: JSON when it parses (numbers, true/false/null, lists), else the string."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        return text
+
+
+def parse_sets(items: Iterable[str]) -> dict[str, Any]:
+    out = {}
+    for item in items or ():
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = parse_value(value.strip())
+    return out
+
+
+def split_overrides(overrides: dict[str, Any] | None) -> tuple[dict, dict, dict]:
+    """-> (run args, TrainConfig fields, model (FDPConfig) fields).
+
+    Keys may carry a `train.` or `model.` prefix; otherwise TrainConfig fields go to training,
+    `model`/`preset`/`selection`/`seed`/`shuffle_labels` to the run, everything else to the model.
+    """
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    run, train, model = {}, {}, {}
+    for key, value in (overrides or {}).items():
+        if key.startswith("train."):
+            train[key[6:]] = value
+        elif key.startswith("model."):
+            model[key[6:]] = value
+        elif key in RUN_KEYS:
+            run[key] = value
+        elif key in train_fields:
+            train[key] = value
+        else:
+            model[key] = value
+    return run, train, model
+
+
+# ------------------------------------------------------------------------------- model config
+def model_config(model: str, preset: str, num_classes: int, overrides: dict) -> dict:
+    """The resolved model configuration (validates the overrides without building the model)."""
+    from fdpkit.baselines import MODEL_KINDS
+    from fdpkit.model import make_config
+
+    if model not in MODEL_KINDS:
+        raise ValueError(f"model must be one of {MODEL_KINDS}, got {model!r}")
+    extra = {"dynamic_image": False} if model != "fdp" else {}
+    cfg = make_config(preset, **{**overrides, **extra, "num_classes": num_classes})
+    return json.loads(json.dumps(cfg.to_dict()))
+
+
+def clip_shape(path) -> tuple[int, int, int]:
+    """(T, H, W) of a cached clip (all clips of a cache share it)."""
+    from fdpkit.data.cache import load_clip
+
+    return tuple(int(v) for v in load_clip(path)["frames"].shape)
+
+
+def fit_to_data(overrides: dict, preset: str, shape: tuple[int, int, int]) -> dict:
+    """Set the model's `frames` and `size` from the cache when the preset differs (never silently
+    against an explicit override)."""
+    from fdpkit.model import make_config
+
+    t, h, w = shape
+    if h != w:
+        raise ValueError(f"cached frames are {h}x{w}; the model needs square frames")
+    base = make_config(preset)
+    out = dict(overrides)
+    for key, value in (("frames", t), ("size", h)):
+        if key in out and int(out[key]) != value:
+            raise ValueError(f"model {key}={out[key]} but the cache holds clips of {t} frames of {h}x{w}")
+        if getattr(base, key) != value:
+            out[key] = value
+    return out
+
+
+# ------------------------------------------------------------------------------- run folder
+def run_fingerprint(config: dict) -> dict:
+    return {
+        "manifest_sha256": config["manifest"]["sha256"], "classes": config["manifest"]["classes"],
+        "protocol": config["manifest"]["protocol"], "cache_clips_sha256": config["cache"]["clips_sha256"],
+        "preset": config["preset"], "model": config["model"], "model_config": config["model_config"],
+        "train": TrainConfig(**config["train"]).fingerprint(), "selection": config["selection"],
+        "seed": config["seed"], "shuffle_labels": config["shuffle_labels"],
+    }
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ, e.g. `train.steps (12 -> 3)`."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} ({a!r} -> {b!r})")
+    return out
+
+
+def prepare_run_dir(out_dir: Path, config: dict, force: bool) -> None:
+    path = out_dir / CONFIG
+    if path.exists():
+        old = read_json(path)
+        old_fp = old.get("fingerprint", {})
+        new_fp = config["fingerprint"]
+        if old_fp != new_fp:
+            keys = _differences(old_fp, new_fp)
+            if not force:
+                raise RunConfigMismatch(
+                    f"{out_dir} holds a run made with another config (differs in: {', '.join(keys)}); "
+                    "use another --out, or --force to discard its results and start again")
+            for name in ("folds", PREDICTIONS, RESULTS, SUMMARY):
+                target = out_dir / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
+    write_json(path, config)
+
+
+__all__ = ["CONFIG", "RUN_KEYS", "RunConfigMismatch", "parse_value", "parse_sets", "split_overrides",
+           "model_config", "clip_shape", "fit_to_data", "run_fingerprint", "prepare_run_dir"]
