@@ -75,8 +75,18 @@ def build_report(dataset: str, out_dir, root=None, annotations=None, parameters=
                 f"{notebook.name} failed in cell {error.cell_index}:\n{error.source}\n"
                 f"{error.ename}: {error.evalue}\n(see {executed.with_suffix('.html')})"
             ) from None
-        pages.append((notebook.stem, _render_html(executed), "ok"))
+        status = f"ok, {_duration_s(executed):.0f} s"
+        if progress:
+            print(f"{notebook.name}: {status}", file=sys.stderr)
+        pages.append((notebook.stem, _render_html(executed), status))
     return _write_index(out_dir, dataset, pages, work_dir)
+
+
+def _duration_s(executed: Path) -> float:
+    """Wall time papermill recorded in the executed notebook."""
+    import nbformat
+
+    return float(nbformat.read(str(executed), as_version=4).metadata.papermill.duration)
 
 
 def _render_html(executed: Path) -> Path:

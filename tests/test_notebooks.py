@@ -3,6 +3,7 @@ non-default parameters through the report builder on a tiny SynthME, and a bad p
 in the first cell."""
 
 import json
+import re
 
 import nbformat
 import pytest
@@ -101,6 +102,7 @@ def test_report_runs_every_notebook_with_non_default_parameters(smoke, tiny_synt
     text = index.read_text()
     for stem in NOTEBOOKS:
         assert f'href="{stem}.html"' in text and (out / f"{stem}.html").exists()
+        assert re.search(rf'{stem}</a> \(ok, \d+ s\)', text), stem  # status and wall time
         book = nbformat.read(str(out / f"{stem}.ipynb"), as_version=4)
         injected = [c for c in book.cells if "injected-parameters" in c.metadata.get("tags", [])]
         assert injected and f"work_dir = {json.dumps(str(out / 'work'))}" in injected[0].source.replace("'", '"')
