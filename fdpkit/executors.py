@@ -16,6 +16,9 @@ from typing import Any, Callable, Iterable
 def worker_init(threads: int) -> None:
     import torch
 
+    from fdpkit.allocator import tune_for_training
+
+    tune_for_training()
     if threads:
         torch.set_num_threads(threads)
 

@@ -324,9 +324,11 @@ def run_cli(args) -> int:
     """`fdpkit loso`: 0 on success, 2 on a bad manifest/config, 5 for a refused RUN_DIR, 6 when
     training diverged (the message names the fold and step), 7 on an I/O error such as a full disk
     (the message names the file; re-running the same command resumes)."""
+    from fdpkit.allocator import tune_for_training
     from fdpkit.data.manifest import ManifestError
     from fdpkit.train import TrainingDiverged
 
+    tune_for_training()  # this process trains when --jobs is 1 (workers tune themselves)
     try:
         overrides = parse_sets(args.set)
         run_loso(args.manifest, args.cache, args.out, preset=args.preset, model=args.model,

@@ -21,9 +21,6 @@ Pieces (all usable on their own):
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
 import importlib
 import json
 import math
@@ -36,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+from fdpkit.allocator import release_free_memory, tune_allocator
 
 # --------------------------------------------------------------------------------- records
 # Every record has at least these keys (None where a value does not apply).
@@ -123,48 +122,7 @@ def interleave_order(names: list[str], round_index: int) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------- memory
-_LIBC = None
-MALLOC_ENV = "FDPKIT_BENCH_MALLOC"  # "tuned": keep freed memory in the heap (see tune_allocator)
-_TUNED = False
-
-
-def _libc():
-    global _LIBC
-    if _LIBC is None:
-        name = ctypes.util.find_library("c")
-        try:
-            _LIBC = ctypes.CDLL(name) if name else False
-        except OSError:
-            _LIBC = False
-    return _LIBC
-
-
-def tune_allocator() -> bool:
-    """glibc only: serve big tensors from the heap and never hand freed memory back
-    (M_MMAP_THRESHOLD 1 GiB, M_TRIM_THRESHOLD max), so that a train step's activations stop
-    costing fresh page faults every step. Process-wide and for the whole process: the same effect
-    as MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ in the environment. Returns success."""
-    global _TUNED
-    libc = _libc()
-    if not libc or not hasattr(libc, "mallopt"):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    ok = (libc.mallopt(m_mmap_threshold, ctypes.c_int(1 << 30)) == 1
-          and libc.mallopt(m_trim_threshold, ctypes.c_int(2**31 - 1)) == 1)
-    _TUNED = _TUNED or ok
-    return ok
-
-
-def release_free_memory() -> None:
-    """gc, then glibc malloc_trim(0): give freed heap pages back to the OS (no-op elsewhere, and
-    skipped after `tune_allocator`, whose point is to keep them)."""
-    gc.collect()
-    libc = _libc()
-    if not _TUNED and libc and hasattr(libc, "malloc_trim"):
-        try:
-            libc.malloc_trim(0)
-        except Exception:  # pragma: no cover - exotic libc
-            pass
+MALLOC_ENV = "FDPKIT_BENCH_MALLOC"  # "tuned": every mode runs with fdpkit.allocator.tune_allocator
 
 
 def _read_status_kb(field: str) -> int | None:
