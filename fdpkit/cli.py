@@ -63,7 +63,8 @@ def _add_loso(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--folds", default=None, help="comma-separated subject ids (default: all)")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
-    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=0,
+                   help="fold processes (local executor); 0: one per CPU core, at most 4 (1 with a GPU)")
     p.add_argument("--ray-address", default=None)
     p.add_argument("--shuffle-labels", action="store_true", help="label-shuffled control run")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")

@@ -23,6 +23,16 @@ def worker_init(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def auto_jobs(jobs: int = 0) -> int:
+    """0 -> one fold process per CPU core (at most 4; each fold trains on one torch thread), or 1
+    when a GPU is present (local folds would share it; Ray gives each fold its own GPU)."""
+    if jobs:
+        return jobs
+    import torch
+
+    return 1 if torch.cuda.is_available() else max(1, min(4, os.cpu_count() or 1))
+
+
 def _exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
     while os.getppid() == parent_pid:
         time.sleep(poll_s)

@@ -14,13 +14,13 @@ Work folder layout (shared by all notebooks, so each reads what the previous one
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from fdpkit.executors import auto_jobs
 from fdpkit.notebook_params import (ABLATIONS, DEFAULT_ABLATIONS, SMOKE_ABLATIONS, SMOKE_BANNER,  # noqa: F401
                                     SMOKE_LIMITS, ParameterError, Params, check_parameters, smoke_mode)
 from fdpkit.viz.records import (attribution_records, clip_records, comparison_table, fold_subjects,  # noqa: F401
@@ -152,11 +152,6 @@ def pick_folds(data: Data, max_folds: int = 0, fold: str = "") -> list[str] | No
 
 
 # ------------------------------------------------------------------------ runs
-def auto_jobs(jobs: int = 0) -> int:
-    """0 -> one fold process per CPU core (at most 4); each fold runs on one torch thread."""
-    return jobs or max(1, min(4, os.cpu_count() or 1))
-
-
 def run(p: Params, data: Data, name: str, model: str = "fdp", folds=None, overrides=None,
         cache: Data | None = None, quiet: bool = False) -> dict:
     """One LOSO run into ``work_dir/runs/<name>`` (finished folds are reused; a run made with

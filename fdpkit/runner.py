@@ -326,6 +326,7 @@ def run_cli(args) -> int:
     (the message names the file; re-running the same command resumes)."""
     from fdpkit.allocator import tune_for_training
     from fdpkit.data.manifest import ManifestError
+    from fdpkit.executors import auto_jobs
     from fdpkit.train import TrainingDiverged
 
     tune_for_training()  # this process trains when --jobs is 1 (workers tune themselves)
@@ -333,7 +334,7 @@ def run_cli(args) -> int:
         overrides = parse_sets(args.set)
         run_loso(args.manifest, args.cache, args.out, preset=args.preset, model=args.model,
                  selection=args.selection, seed=args.seed, folds=args.folds, executor=args.executor,
-                 jobs=args.jobs, overrides=overrides, shuffle_labels=args.shuffle_labels,
+                 jobs=auto_jobs(args.jobs), overrides=overrides, shuffle_labels=args.shuffle_labels,
                  force=args.force, steps=args.steps, batch_size=args.batch_size,
                  ray_address=args.ray_address, command=_command(args))
     except RunConfigMismatch as error:

@@ -33,7 +33,8 @@ from toycache import make_toy_cache  # noqa: E402
 SUBJECTS = ["s01", "s02", "s03"]
 RUN = dict(preset="tiny", steps=12, batch_size=4, progress=False, verbose=False,
            overrides={"checkpoint_every": 3})
-CLI_RUN = ["--preset", "tiny", "--steps", "12", "--batch-size", "4", "--set", "checkpoint_every=3"]
+CLI_RUN = ["--preset", "tiny", "--steps", "12", "--batch-size", "4", "--set", "checkpoint_every=3",
+           "--jobs", "1"]  # one fold after another: the kill test needs fold order
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +112,21 @@ def test_other_config_is_refused_unless_forced(reference, corpus, tmp_path, caps
     assert read_json(other / "folds" / "synthme_s01" / "metrics.json")["steps"] == 12
     # the fold trained alone gives the same result as inside the full run: seeds ignore fold order
     files_equal(other / "folds" / "synthme_s01", out / "folds" / "synthme_s01", ["predictions.csv"])
+
+
+def test_cli_default_jobs_is_one_fold_process_per_core(monkeypatch):
+    from fdpkit.cli import build_parser
+    from fdpkit.executors import auto_jobs
+
+    args = build_parser().parse_args(["loso", "--manifest", "m.csv", "--cache", "c", "--out", "o"])
+    assert args.jobs == 0
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert auto_jobs(0) == 2 and auto_jobs(3) == 3
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    assert auto_jobs(0) == 4
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert auto_jobs(0) == 1  # local folds would share one GPU
 
 
 class Spy:

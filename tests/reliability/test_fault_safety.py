@@ -128,7 +128,7 @@ def test_core_pipeline_runs_without_network(no_network, tmp_path, capsys):
     assert cli_main(["preprocess", "--manifest", str(manifest), "--cache", str(cache), "--frames", "8",
                      "--size", "32"]) == 0
     assert cli_main(["loso", "--manifest", str(manifest), "--cache", str(cache), "--out", str(tmp_path / "run"),
-                     "--preset", "tiny", "--steps", "2", "--batch-size", "2"]) == 0
+                     "--preset", "tiny", "--steps", "2", "--batch-size", "2", "--jobs", "1"]) == 0
     assert "pooled UF1" in capsys.readouterr().out
     assert no_network == []
 
@@ -144,7 +144,7 @@ def test_loso_counts_reconcile_with_the_manifest_and_cache(toy, tmp_path, capsys
     index.to_csv(broken / "index.csv", index=False)
     out = tmp_path / "run"
     assert cli_main(["loso", "--manifest", str(manifest), "--cache", str(broken), "--out", str(out),
-                     "--preset", "tiny", "--steps", "1", "--batch-size", "4"]) == 0
+                     "--preset", "tiny", "--steps", "1", "--batch-size", "4", "--jobs", "1"]) == 0
     printed = capsys.readouterr().out
     config = json.loads((out / "config.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
