@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -75,25 +75,54 @@ def matmul_case(params: dict[str, Any]) -> list[dict[str, Any]]:
     return records
 
 
+def _model_case(params: dict[str, Any], default_modes) -> tuple:
+    """What the train-step and forward cases share: preset, batch, a seeded model, random inputs
+    and the parsed modes (in plan order; the first is the reference)."""
+    preset, batch = params["preset"], int(params["batch_size"])
+    model = _build(preset)
+    cfg = model.cfg
+    inputs = make_inputs(batch, cfg.frames, cfg.size, cfg.num_classes)
+    modes = {name: mode_settings(name) for name in params.get("modes", default_modes)}
+    return preset, batch, model, inputs, modes
+
+
+def _time_modes(fns: dict[str, Callable], modes: dict[str, dict[str, Any]], params: dict[str, Any],
+                state: dict[str, bool]) -> tuple[dict[str, dict[str, Any]], float | None]:
+    """Time `fns` interleaved; the first warm-up call of `_flop_mode(modes)` is FLOP-counted, with
+    state["counting"] True meanwhile. Returns (timings per mode, GFLOP per call or None)."""
+    flop_mode, counter = _flop_mode(modes), _flop_counter()
+
+    @contextlib.contextmanager
+    def counting():
+        state["counting"] = state["counted"] = True
+        try:
+            with counter:
+                yield
+        finally:
+            state["counting"] = False
+
+    results = time_interleaved(fns, int(params.get("warmup", 1)), int(params.get("repeats", 3)),
+                               on_warmup=lambda name, i: counting() if name == flop_mode and i == 0 else None,
+                               log=_log(params), clock=params.get("clock", "wall"))
+    return results, (counter.get_total_flops() / 1e9 if state.get("counted") else None)
+
+
 def train_step_case(params: dict[str, Any]) -> list[dict[str, Any]]:
     """One optimiser step of `preset` at `batch_size`, every mode on one shared model."""
     from fdpkit.model import fdp_loss
 
-    preset, batch = params["preset"], int(params["batch_size"])
-    warmup, repeats = int(params.get("warmup", 1)), int(params.get("repeats", 3))
-    mode_names = list(params.get("modes", TRAIN_MODES))
-    model = _build(preset).train()
-    cfg = model.cfg
-    x, y, di = make_inputs(batch, cfg.frames, cfg.size, cfg.num_classes)
+    preset, batch, model, (x, y, di), modes = _model_case(params, TRAIN_MODES)
+    if any(m.get("pure_bf16") for m in modes.values()):
+        raise ValueError("'pure' bf16 (bf16 weights) is an inference mode, not a training mode")
+    model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-3)
     switch = ModeSwitch(model, opt)
-
-    counters: dict[str, Any] = {}
+    state = {"counting": False}
 
     def step_fn(mode):
         def step():
             # while FLOPs are counted, no checkpointing: count the model's FLOPs, not recomputation
-            switch.setup({**mode, "checkpoint": False} if counters.get("counting") else mode)
+            switch.setup({**mode, "checkpoint": False} if state["counting"] else mode)
             opt.zero_grad(set_to_none=True)
             with switch.autocast(mode):
                 out = model(x)
@@ -102,41 +131,15 @@ def train_step_case(params: dict[str, Any]) -> list[dict[str, Any]]:
             opt.step()
         return step
 
-    modes = {name: mode_settings(name) for name in mode_names}
-    if any(m.get("pure_bf16") for m in modes.values()):
-        raise ValueError("'pure' bf16 (bf16 weights) is an inference mode, not a training mode")
-    fns = {name: step_fn(mode) for name, mode in modes.items()}
-    flop_mode = _flop_mode(modes)
-
-    @contextlib.contextmanager
-    def counting():
-        counters["flops"] = _flop_counter()
-        counters["counting"] = True
-        try:
-            with counters["flops"]:
-                yield
-        finally:
-            counters["counting"] = False
-
-    def on_warmup(name, i):
-        return counting() if name == flop_mode and i == 0 else None
-
-    results = time_interleaved(fns, warmup, repeats, on_warmup=on_warmup, log=_log(params),
-                               clock=params.get("clock", "wall"))
-    gflop = counters["flops"].get_total_flops() / 1e9 if "flops" in counters else None
+    results, gflop = _time_modes({name: step_fn(mode) for name, mode in modes.items()}, modes, params, state)
     return _records("train_step", preset, batch, modes, results, gflop, params,
                     notes="forward + fdp_loss + backward + Adam step")
 
 
 def forward_case(params: dict[str, Any]) -> list[dict[str, Any]]:
     """Eval-mode inference latency/throughput of `preset` at `batch_size`; checks outputs match."""
-    preset, batch = params["preset"], int(params["batch_size"])
-    warmup, repeats = int(params.get("warmup", 1)), int(params.get("repeats", 3))
-    mode_names = list(params.get("modes", FORWARD_MODES))
-    model = _build(preset).eval()
-    cfg = model.cfg
-    x, _, _ = make_inputs(batch, cfg.frames, cfg.size, cfg.num_classes)
-    modes = {name: mode_settings(name) for name in mode_names}
+    preset, batch, model, (x, _, _), modes = _model_case(params, FORWARD_MODES)
+    model.eval()
     switch = ModeSwitch(model)
     pure = None
     if any(m.get("pure_bf16") for m in modes.values()):
@@ -153,20 +156,9 @@ def forward_case(params: dict[str, Any]) -> list[dict[str, Any]]:
             return target(inp)
 
     fns = {name: (lambda mode=mode: run(mode)) for name, mode in modes.items()}
-    counters: dict[str, Any] = {}
-    flop_mode = _flop_mode(modes)
-
-    def on_warmup(name, i):
-        if name == flop_mode and i == 0:
-            counters["flops"] = _flop_counter()
-            return counters["flops"]
-        return None
-
-    results = time_interleaved(fns, warmup, repeats, on_warmup=on_warmup, log=_log(params),
-                               clock=params.get("clock", "wall"))
-    gflop = counters["flops"].get_total_flops() / 1e9 if "flops" in counters else None
+    results, gflop = _time_modes(fns, modes, params, {})
     # outputs of every mode vs the first (reference) mode, same weights, same input
-    ref_out = run(modes[mode_names[0]])
+    ref_out = run(next(iter(modes.values())))
     diffs = {}
     for name, mode in modes.items():
         out = run(mode)
