@@ -60,9 +60,11 @@ CASME2_ROWS = [  # subject, clip, onset, apex, offset, aus, emotion
 
 
 def make_casme2(root: Path, rows=CASME2_ROWS, header=CASME2_HEADER, sheet="CASME2-coding-test.xlsx",
-                frame_name="img{}.jpg", subject_folder="sub{:02d}", frames=True) -> Path:
+                frame_name="img{}.jpg", subject_folder="sub{:02d}", frames=True, extra_rows=()) -> Path:
+    """A CASME II-style corpus (tiny frames from onset-2 to offset+2) and its coding sheet;
+    `extra_rows` are appended to the sheet as they are (no frames)."""
     table = [header] + [[s, c, None, on, ap, off, None, au, emo] for s, c, on, ap, off, au, emo in rows]
-    write_xlsx(root / sheet, {"Sheet1": table})
+    write_xlsx(root / sheet, {"Sheet1": table + [list(r) for r in extra_rows]})
     if frames:
         for s, c, on, _, off, _, _ in rows:
             number = int(str(s).lstrip("sub"))

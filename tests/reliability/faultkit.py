@@ -17,6 +17,7 @@ re-exported here (`encode`, `manifest_row`, `write_manifest_csv`, `make_toy_cach
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -29,8 +30,8 @@ from skimage import data as skdata
 
 # tests/ has no package __init__: put it on the path, as the unit tests do, for the shared helpers
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fixtures_vendor import CASME2_HEADER, SAMM_HEADER, TINY_IMAGES, encode  # noqa: E402
-from fixtures_vendor import write_frames as write_tiny_frames  # noqa: E402
+from fixtures_vendor import CASME2_HEADER, SAMM_HEADER, TINY_IMAGES, encode  # noqa: E402, F401 - re-exported
+from fixtures_vendor import make_casme2 as make_vendor_casme2  # noqa: E402
 from fixtures_vendor import write_xlsx as write_workbook  # noqa: E402
 from toycache import make_toy_cache, manifest_row, write_manifest_csv  # noqa: E402, F401 - re-exported
 
@@ -77,16 +78,8 @@ CASME2_ROWS = [  # subject, clip, onset, apex, offset, aus, emotion
 ]
 
 
-def make_casme2(root: Path, rows=CASME2_ROWS, header=CASME2_HEADER, sheet: str = "CASME2-coding-test.xlsx",
-                frames: bool = True, extra_rows=()) -> Path:
-    """A CASME II-style corpus (tiny 4x4 frames from onset-2 to offset+2) and its coding sheet.
-    `extra_rows` are appended to the sheet as they are (no frames)."""
-    table = [header] + [[s, c, None, on, ap, off, None, au, emo] for s, c, on, ap, off, au, emo in rows]
-    write_xlsx(root / sheet, table + [list(r) for r in extra_rows])
-    if frames:
-        for s, c, on, _, off, _, _ in rows:
-            write_tiny_frames(root / f"sub{int(s):02d}" / str(c), range(max(1, int(on) - 2), int(off) + 3))
-    return root
+# the vendor-test corpus builder with this file's rows (every apex annotated, all in the protocol)
+make_casme2 = functools.partial(make_vendor_casme2, rows=CASME2_ROWS)
 
 
 def make_samm_sheet(path: Path) -> Path:
