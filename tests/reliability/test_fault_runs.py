@@ -122,17 +122,22 @@ def test_disk_full_on_a_checkpoint_write_is_a_clear_error_and_keeps_the_last_che
     same_results(toy_reference, out)
 
 
-def test_disk_full_in_the_cli_is_one_clear_line_and_a_nonzero_exit(toy, tmp_path, monkeypatch, capsys):
-    _disk_full_on_checkpoint(monkeypatch, at=1)
+def cli_loso_stderr(toy, out, capsys, fault: type[Exception]) -> tuple[int, str]:
+    """`fdpkit loso` in this process: (exit code, stderr); the fault must not escape as a traceback."""
     manifest, cache = toy
     try:
-        code = cli_main(["loso", "--manifest", str(manifest), "--cache", str(cache), "--out", str(tmp_path / "run"),
-                         *CLI_RUN])
-    except OSError as error:
-        pytest.fail(f"fdpkit loso let the OSError escape as a traceback: {error}")
+        code = cli_main(["loso", "--manifest", str(manifest), "--cache", str(cache), "--out", str(out), *CLI_RUN])
+    except fault as error:
+        pytest.fail(f"fdpkit loso let {type(error).__name__} escape as a traceback: {error}")
     err = capsys.readouterr().err
-    assert code == 7 and re.search(r"fdpkit loso: .*No space left on device.*checkpoint\.pt", err), err
     assert "Traceback" not in err
+    return code, err
+
+
+def test_disk_full_in_the_cli_is_one_clear_line_and_a_nonzero_exit(toy, tmp_path, monkeypatch, capsys):
+    _disk_full_on_checkpoint(monkeypatch, at=1)
+    code, err = cli_loso_stderr(toy, tmp_path / "run", capsys, OSError)
+    assert code == 7 and re.search(r"fdpkit loso: .*No space left on device.*checkpoint\.pt", err), err
 
 
 def poison_loss(monkeypatch, at_call: int, value: float):
@@ -169,15 +174,8 @@ def test_nan_or_inf_loss_stops_naming_fold_and_step_and_keeps_the_last_good_chec
 
 def test_nan_loss_in_the_cli_is_one_clear_line_and_a_nonzero_exit(toy, tmp_path, monkeypatch, capsys):
     poison_loss(monkeypatch, at_call=3, value=math.nan)
-    manifest, cache = toy
-    try:
-        code = cli_main(["loso", "--manifest", str(manifest), "--cache", str(cache), "--out", str(tmp_path / "run"),
-                         *CLI_RUN])
-    except TrainingDiverged as error:
-        pytest.fail(f"fdpkit loso let TrainingDiverged escape as a traceback: {error}")
-    err = capsys.readouterr().err
+    code, err = cli_loso_stderr(toy, tmp_path / "run", capsys, TrainingDiverged)
     assert code == 6 and re.search(r"fdpkit loso: .*fold synthme/s01: loss is nan at step 3", err), err
-    assert "Traceback" not in err
 
 
 def test_corrupt_checkpoint_of_a_half_done_fold_is_named_not_trained_over(toy, tmp_path, monkeypatch, capsys):
