@@ -4,7 +4,9 @@ At paper scale most activation tensors are larger than glibc's mmap threshold, s
 step maps fresh pages and unmaps them on free: about a million page faults and seconds of kernel
 time per official batch-36 step. `tune_allocator` keeps that memory in the heap instead (same peak
 RSS, no faults after the first step; `benchmarks/README.md`, "Allocator"). It changes no result.
-Training processes call it unless ``FDPKIT_MALLOC=default``; elsewhere (macOS, musl) it is a no-op.
+fdpkit's own fold worker processes (`--jobs N`, Ray tasks) call it unless ``FDPKIT_MALLOC=default``;
+folds trained in the calling process (``--jobs 1``, perhaps a notebook kernel) leave its heap alone.
+Elsewhere (macOS, musl) it is a no-op.
 """
 
 from __future__ import annotations

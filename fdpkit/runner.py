@@ -40,8 +40,8 @@ from fdpkit.executors import run_tasks
 from fdpkit.run_config import (RUN_KEYS, RunConfigMismatch, clip_shape, fit_to_data, model_config,
                                parse_sets, prepare_run_dir, run_fingerprint, split_overrides)
 from fdpkit.run_outputs import FOLD_METRICS, format_summary, pool_run, read_predictions, write_fold
-from fdpkit.train import OPTIMISTIC_WARNING, predict_proba, train_fold
-from fdpkit.train_config import TrainConfig
+from fdpkit.train import predict_proba, train_fold
+from fdpkit.train_config import OPTIMISTIC_WARNING, TrainConfig
 
 
 # ------------------------------------------------------------------------------- one fold
@@ -324,12 +324,10 @@ def run_cli(args) -> int:
     """`fdpkit loso`: 0 on success, 2 on a bad manifest/config, 5 for a refused RUN_DIR, 6 when
     training diverged (the message names the fold and step), 7 on an I/O error such as a full disk
     (the message names the file; re-running the same command resumes)."""
-    from fdpkit.allocator import tune_for_training
     from fdpkit.data.manifest import ManifestError
     from fdpkit.executors import auto_jobs
     from fdpkit.train import TrainingDiverged
 
-    tune_for_training()  # this process trains when --jobs is 1 (workers tune themselves)
     try:
         overrides = parse_sets(args.set)
         run_loso(args.manifest, args.cache, args.out, preset=args.preset, model=args.model,
