@@ -14,8 +14,7 @@ import pandas as pd
 
 from fdpkit.folds import Fold, fold_dirname
 from fdpkit.io import read_json, write_csv, write_json
-from fdpkit.train import OPTIMISTIC_WARNING
-from fdpkit.train_config import TrainConfig
+from fdpkit.train_config import OPTIMISTIC_WARNING, TrainConfig
 
 SUMMARY = "summary.json"
 RESULTS = "results.csv"

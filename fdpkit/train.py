@@ -27,13 +27,11 @@ import torch
 
 from fdpkit.folds import derive_seed
 from fdpkit.io import write_csv
-from fdpkit.train_config import SELECTIONS, TRAIN_PRESETS, TrainConfig  # noqa: F401 - re-exported
+from fdpkit.train_config import OPTIMISTIC_WARNING, SELECTIONS, TRAIN_PRESETS, TrainConfig  # noqa: F401 - re-exported
 from fdpkit.train_state import (CHECKPOINT, checkpoint_step, load_checkpoint, load_selected,
                                 restore_training_state, rng_state, save_checkpoint, seed_everything,
                                 set_rng_state)
 
-OPTIMISTIC_WARNING = ("optimistic: the model was selected on the held-out test subject "
-                      "(test_best, as the released FDP code); not an unbiased estimate")
 TRAIN_LOG = "train_log.csv"
 LOG_COLUMNS = ("step", "loss", "ce", "di", "rank", "lr", "seconds", "val")
 

@@ -12,6 +12,9 @@ from typing import Any
 
 SELECTIONS = ("fixed_steps", "inner_val", "test_best")
 
+OPTIMISTIC_WARNING = ("optimistic: the model was selected on the held-out test subject "
+                      "(test_best, as the released FDP code); not an unbiased estimate")
+
 
 @dataclass
 class TrainConfig:
