@@ -104,12 +104,17 @@ class _SmallMapConv3x3(torch.autograd.Function):
         return grad_x, grad_w
 
 
+if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
+    def _cpu_autocast() -> tuple[bool, torch.dtype]:
+        return torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+else:  # older torch
+    def _cpu_autocast() -> tuple[bool, torch.dtype]:
+        return torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+
+
 def conv3x3_small_map(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """`F.conv2d(x, weight, padding=1)` with the GEMM weight gradient; casts like CPU autocast."""
-    try:  # torch >= 2.4
-        enabled, dtype = torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
-    except TypeError:  # older torch
-        enabled, dtype = torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+    enabled, dtype = _cpu_autocast()
     if enabled:
         x, weight = x.to(dtype), weight.to(dtype)
     with torch.autocast("cpu", enabled=False):

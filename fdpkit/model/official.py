@@ -26,6 +26,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from fdpkit.io import load_torch
+
 from .config import FDPConfig
 from .encoder import block_plan
 
@@ -135,7 +137,7 @@ def load_official_checkpoint(path_or_state_dict: str | os.PathLike | Mapping[str
     from .fdp import build_model  # late import: fdp imports this module
 
     if isinstance(path_or_state_dict, (str, os.PathLike)):
-        state = torch.load(path_or_state_dict, map_location="cpu", weights_only=True)
+        state = load_torch(path_or_state_dict)
     else:
         state = path_or_state_dict
     state = OrderedDict((k[len("module."):] if k.startswith("module.") else k, v)
