@@ -87,24 +87,26 @@ def _model_case(params: dict[str, Any], default_modes) -> tuple:
 
 
 def _time_modes(fns: dict[str, Callable], modes: dict[str, dict[str, Any]], params: dict[str, Any],
-                state: dict[str, bool]) -> tuple[dict[str, dict[str, Any]], float | None]:
+                state: dict[str, bool] | None = None) -> tuple[dict[str, dict[str, Any]], float | None]:
     """Time `fns` interleaved; the first warm-up call of `_flop_mode(modes)` is FLOP-counted, with
-    state["counting"] True meanwhile. Returns (timings per mode, GFLOP per call or None)."""
-    flop_mode, counter = _flop_mode(modes), _flop_counter()
+    state["counting"] True meanwhile. Returns (timings per mode, GFLOP per call; None without
+    warm-up)."""
+    flop_mode, counter, state = _flop_mode(modes), _flop_counter(), {} if state is None else state
+    warmup = int(params.get("warmup", 1))
 
     @contextlib.contextmanager
     def counting():
-        state["counting"] = state["counted"] = True
+        state["counting"] = True
         try:
             with counter:
                 yield
         finally:
             state["counting"] = False
 
-    results = time_interleaved(fns, int(params.get("warmup", 1)), int(params.get("repeats", 3)),
+    results = time_interleaved(fns, warmup, int(params.get("repeats", 3)),
                                on_warmup=lambda name, i: counting() if name == flop_mode and i == 0 else None,
                                log=_log(params), clock=params.get("clock", "wall"))
-    return results, (counter.get_total_flops() / 1e9 if state.get("counted") else None)
+    return results, (counter.get_total_flops() / 1e9 if warmup else None)
 
 
 def train_step_case(params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -156,16 +158,16 @@ def forward_case(params: dict[str, Any]) -> list[dict[str, Any]]:
             return target(inp)
 
     fns = {name: (lambda mode=mode: run(mode)) for name, mode in modes.items()}
-    results, gflop = _time_modes(fns, modes, params, {})
+    results, gflop = _time_modes(fns, modes, params)
     # outputs of every mode vs the first (reference) mode, same weights, same input
-    ref_out = run(next(iter(modes.values())))
-    diffs = {}
-    for name, mode in modes.items():
-        out = run(mode)
-        diffs[name] = max(float((out.logits.float() - ref_out.logits.float()).abs().max()),
-                          float((out.frame_features.float() - ref_out.frame_features.float()).abs().max()),
-                          0.0 if out.dynamic_image is None else
-                          float((out.dynamic_image.float() - ref_out.dynamic_image.float()).abs().max()))
+    ref_name, *others = modes
+    ref_out = run(modes[ref_name])
+    diffs = {ref_name: 0.0}
+    for name in others:
+        out = run(modes[name])
+        diffs[name] = max(float((getattr(out, f).float() - getattr(ref_out, f).float()).abs().max())
+                          for f in ("logits", "frame_features", "dynamic_image")
+                          if getattr(out, f) is not None)
     records = _records("forward", preset, batch, modes, results, gflop, params,
                        notes="eval, inference_mode")
     for rec, name in zip(records, modes):
@@ -221,8 +223,8 @@ def _synthme(root: Path, subjects: int, clips: int):
     from fdpkit.data.synthme import generate_synthme
 
     generate_synthme(root, subjects=subjects, clips_per_subject=clips, seed=0)
-    built = build_manifest("synthme", root)
-    return built[0] if isinstance(built, tuple) else built
+    manifest, _, _ = build_manifest("synthme", root)
+    return manifest
 
 
 def preprocess_case(params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -297,8 +299,7 @@ def loso_case(params: dict[str, Any]) -> list[dict[str, Any]]:
         import resource
 
         children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        n = int(summary.get("n", len(manifest.rows))) if isinstance(summary, dict) else len(manifest.rows)
-        folds = subjects
+        n, folds = summary["n"], summary["n_subjects"]
         return [make_record("loso", f"local-jobs{jobs}", "fp32", preset, None, times=[elapsed],
                             peak_rss_mb=peak, warmup=0, case=params.get("case"),
                             items_per_s=folds / elapsed, per_item_s=elapsed / folds, n_items=folds,
