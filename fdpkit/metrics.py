@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 METRICS = ("accuracy", "uf1", "uar", "weighted_f1")
+METRIC_NAMES = {"uf1": "UF1", "uar": "UAR", "accuracy": "accuracy", "weighted_f1": "weighted F1"}  # for display
 
 PER_FOLD_NOTE = (
     "per-fold: each LOSO fold (subject) scored on its own, then mean and sample sd (ddof=1) "

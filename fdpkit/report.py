@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import sys
 from pathlib import Path
 
 from fdpkit.io import read_json, write_text
+from fdpkit.metrics import METRIC_NAMES
+from fdpkit.notebook_params import smoke_mode
 from fdpkit.paths import notebooks_dir
 
 HEADLINE_METRICS = ("uf1", "uar", "accuracy", "weighted_f1")
-NAMES = {"uf1": "UF1", "uar": "UAR", "accuracy": "accuracy", "weighted_f1": "weighted F1"}
 
 
 class NotebookFailed(RuntimeError):
@@ -75,25 +75,24 @@ def build_report(dataset: str, out_dir, root=None, annotations=None, parameters=
                 f"{notebook.name} failed in cell {error.cell_index}:\n{error.source}\n"
                 f"{error.ename}: {error.evalue}\n(see {executed.with_suffix('.html')})"
             ) from None
-        status = f"ok, {_duration_s(executed):.0f} s"
+        node = _read_notebook(executed)
+        status = f"ok, {float(node.metadata.papermill.duration):.0f} s"  # papermill's wall time
         if progress:
             print(f"{notebook.name}: {status}", file=sys.stderr)
-        pages.append((notebook.stem, _render_html(executed), status))
+        pages.append((notebook.stem, _render_html(executed, node), status))
     return _write_index(out_dir, dataset, pages, work_dir)
 
 
-def _duration_s(executed: Path) -> float:
-    """Wall time papermill recorded in the executed notebook."""
+def _read_notebook(executed: Path):
     import nbformat
 
-    return float(nbformat.read(str(executed), as_version=4).metadata.papermill.duration)
+    return nbformat.read(str(executed), as_version=4)
 
 
-def _render_html(executed: Path) -> Path:
+def _render_html(executed: Path, node=None) -> Path:
     import nbconvert
-    import nbformat
 
-    body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(str(executed), as_version=4))
+    body, _ = nbconvert.HTMLExporter().from_notebook_node(node or _read_notebook(executed))
     return write_text(executed.with_suffix(".html"), body)
 
 
@@ -136,7 +135,7 @@ def _metric_rows(work_dir: Path) -> str:
 def _write_index(out_dir: Path, dataset: str, pages, work_dir: Path) -> Path:
     summary, meta = headline(work_dir)
     parts = [f"<h1>fdpkit report: {html.escape(dataset)}</h1>"]
-    if os.environ.get("FDPKIT_SMOKE", "").strip().lower() not in ("", "0", "false", "no"):
+    if smoke_mode():
         parts.append("<p><b>SMOKE MODE (FDPKIT_SMOKE=1): scaled down for testing; these numbers are not "
                      "results.</b></p>")
     if summary:
@@ -144,7 +143,7 @@ def _write_index(out_dir: Path, dataset: str, pages, work_dir: Path) -> Path:
         warn = " <b>(optimistic: model chosen on the test subject)</b>" if selection == "test_best" else ""
         parts.append("<h2>Headline (pooled over LOSO folds, 95% bootstrap-over-subjects intervals)</h2>")
         parts.append("<table border=1 cellpadding=4><tr><th>model</th><th>pooled over</th>" + "".join(
-            f"<th>{NAMES.get(m, m)}</th>" for m in HEADLINE_METRICS) + "</tr>" + _metric_rows(work_dir)
+            f"<th>{METRIC_NAMES.get(m, m)}</th>" for m in HEADLINE_METRICS) + "</tr>" + _metric_rows(work_dir)
             + "</table>")
         parts.append(f"<p>selection rule: {html.escape(str(selection))}{warn}; preset: "
                      f"{html.escape(str(summary.get('preset', '?')))}; training steps per fold: "

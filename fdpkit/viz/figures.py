@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-METRIC_NAMES = {"uf1": "UF1", "uar": "UAR", "accuracy": "accuracy", "weighted_f1": "weighted F1"}
+from fdpkit.metrics import METRIC_NAMES
+
 
 
 def _register_ipython() -> None:
