@@ -51,6 +51,7 @@ def run_tasks(tasks: Iterable, run: Callable[[Any], Any], done: Callable[[Any], 
               threads: int = 1) -> None:
     """Call `done(run(task))` for every task; `run` must be a module-level function (it is pickled)."""
     tasks = list(tasks)
+    jobs = min(jobs, len(tasks))  # no idle worker processes
     if executor == "local" and jobs <= 1:
         for task in tasks:
             done(run(task))

@@ -162,7 +162,7 @@ def run(p: Params, data: Data, name: str, model: str = "fdp", folds=None, overri
     args = dict(preset=p.preset, model=model, seed=p.get("seed", 0), steps=p.get("steps") or None,
                 batch_size=p.get("batch_size") or None, folds=folds, selection=p.get("selection", "fixed_steps"),
                 executor=p.get("executor", "local"),
-                jobs=min(auto_jobs(p.get("jobs", 0)), len(folds) if folds else 1 << 10),
+                jobs=auto_jobs(p.get("jobs", 0)),
                 overrides={**data.model_overrides(), **(overrides or {})}, progress=False, verbose=not quiet)
     out = run_dir(p.work_dir, name)
     try:

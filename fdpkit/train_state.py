@@ -67,8 +67,6 @@ def save_checkpoint(path: Path, *, fold: str, seed: int, step: int, complete: bo
         "config": config.to_dict(), "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "rng": rng_state(),
-        "data_order": {"scheme": "randperm(derive_seed(seed, 'data_order', epoch))",
-                       "sampler": config.sampler, "seed": seed},
         "log": log, "best": best, "history": history,
     })
 
