@@ -21,7 +21,8 @@ import time
 from typing import Any, Callable
 
 from fdpkit.bench.cases import BENCHMARKS, DEFAULT_PRESETS, plan
-from fdpkit.bench.harness import MALLOC_ENV, RECORD_FIELDS, run_case, validate_record
+from fdpkit.allocator import MALLOC_ENV
+from fdpkit.bench.harness import RECORD_FIELDS, run_case, validate_record
 
 __all__ = ["BENCHMARKS", "DEFAULT_PRESETS", "REGISTRY", "RECORD_FIELDS", "add_peaks", "command_line",
            "markdown_table", "run_benchmarks", "run_cli"]

@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from fdpkit.allocator import release_free_memory, tune_allocator
+from fdpkit.allocator import MALLOC_ENV, release_free_memory, tune_for_training
+from fdpkit.io import read_json, write_json
 
 # --------------------------------------------------------------------------------- records
 # Every record has at least these keys (None where a value does not apply).
@@ -122,7 +123,6 @@ def interleave_order(names: list[str], round_index: int) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------- memory
-MALLOC_ENV = "FDPKIT_BENCH_MALLOC"  # "tuned": every mode runs with fdpkit.allocator.tune_allocator
 
 
 def _read_status_kb(field: str) -> int | None:
@@ -298,8 +298,7 @@ def run_case(fn_path: str, params: dict[str, Any], timeout: float | None = None,
     """
     with tempfile.TemporaryDirectory(prefix="fdpkit-bench-") as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "records.json"
-        spec_path.write_text(json.dumps({"fn": fn_path, "params": params, "threads": threads,
-                                         "out": str(out_path)}), encoding="utf-8")
+        write_json(spec_path, {"fn": fn_path, "params": params, "threads": threads, "out": str(out_path)})
         env = dict(os.environ, **{CHILD_ENV: "1", "PYTHONUNBUFFERED": "1"})
         cmd = [sys.executable, "-c", "from fdpkit.bench.harness import child_main; child_main()",
                str(spec_path)]
@@ -328,7 +327,7 @@ def run_case(fn_path: str, params: dict[str, Any], timeout: float | None = None,
         if timeout and time.perf_counter() - started >= timeout and code != 0:
             code, err = None, f"timed out after {timeout} s. {err}"
         if code == 0 and out_path.exists():
-            return json.loads(out_path.read_text(encoding="utf-8"))
+            return read_json(out_path)
         reason = err if code is None else f"child exited with {code}. {err}".strip()
         return [make_record("error", "error", case=params.get("case", fn_path), error=reason,
                             seconds=round(time.perf_counter() - started, 3))]
@@ -337,9 +336,11 @@ def run_case(fn_path: str, params: dict[str, Any], timeout: float | None = None,
 def child_main(argv: list[str] | None = None) -> None:
     """Entry point of a case's process (see `run_case`)."""
     argv = sys.argv[1:] if argv is None else argv
-    spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    spec = read_json(argv[0])
     threads = spec.get("threads")
-    tuned = os.environ.get(MALLOC_ENV) == "tuned" and tune_allocator()
+    # glibc's default heap unless FDPKIT_MALLOC=tuned; loso fold workers inherit the choice
+    os.environ.setdefault(MALLOC_ENV, "default")
+    tuned = tune_for_training()
     import torch
 
     if threads:
@@ -353,17 +354,4 @@ def child_main(argv: list[str] | None = None) -> None:
         rec.setdefault("threads", torch.get_num_threads())
         rec.setdefault("torch_version", torch.__version__)
         rec.setdefault("allocator", "tuned" if tuned else "default")
-    tmp = Path(spec["out"]).with_suffix(".tmp")
-    tmp.write_text(json.dumps(records, default=_json_default), encoding="utf-8")
-    os.replace(tmp, spec["out"])
-
-
-def _json_default(value: Any) -> Any:
-    try:
-        import numpy as np
-
-        if isinstance(value, np.generic):
-            return value.item()
-    except ImportError:  # pragma: no cover
-        pass
-    return str(value)
+    write_json(spec["out"], records)
