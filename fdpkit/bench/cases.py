@@ -30,7 +30,7 @@ from fdpkit.bench.harness import (
     make_record, matmul_peak, release_free_memory, speedup, time_interleaved,
 )
 from fdpkit.bench.modes import (  # noqa: F401 - MODES and the set_* / *_targets switches re-exported
-    FORWARD_MODES, LARGE_BATCH, MODES, REFERENCE, TRAIN_MODES, ModeSwitch, checkpoint_targets, mode_label,
+    FORWARD_MODES, MODES, REFERENCE, TRAIN_MODES, ModeSwitch, checkpoint_targets, mode_label,
     mode_settings, set_channels_last, set_small_map_conv, small_map_targets, train_modes,
 )
 
@@ -346,7 +346,7 @@ def plan(only: list[str] | None = None, presets: list[str] | None = None,
                                         "batch_size": b, "warmup": warm,
                                         "modes": list(train_modes(preset, b)),
                                         "repeats": reps if preset != "tiny" or quick else 5}})
-                if preset == "paper" and b >= LARGE_BATCH and not quick:
+                if "bf16+checkpoint" in train_modes(preset, b) and not quick:
                     # the memory option alone in its process: its peak RSS without the heap
                     # left over by the other modes (interleaved windows overstate it ~10 %)
                     jobs.append({"fn": f"{mod}:train_step_case",
