@@ -17,10 +17,9 @@ from torch import nn
 BN_EPS = 1e-5
 
 
-def make_divisible(value: float, divisor: int, min_value: int | None = None) -> int:
-    """Round to the nearest multiple of `divisor`, never going more than 10% below `value`."""
-    min_value = divisor if min_value is None else min_value
-    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+def make_divisible(value: float, divisor: int) -> int:
+    """Round to the nearest multiple of `divisor` (at least `divisor`), never more than 10% below `value`."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
     if rounded < 0.9 * value:
         rounded += divisor
     return rounded
@@ -47,12 +46,11 @@ class DropPath(nn.Module):
 class ConvNormAct(nn.Module):
     """conv k x k (padding k // 2) -> BatchNorm -> ReLU."""
 
-    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, bias: bool = False,
-                 act: bool = True):
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, bias: bool = False):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=bias)
         self.norm = nn.BatchNorm2d(cout, eps=BN_EPS)
-        self.act = nn.ReLU(inplace=True) if act else nn.Identity()
+        self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.conv(x)))

@@ -110,9 +110,6 @@ class FDPConfig:
                   f"width {w} is not a multiple of head_dim {self.head_dim}")
         return self
 
-    def replace(self, **changes: Any) -> "FDPConfig":
-        return dataclasses.replace(self, **changes).validate()
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
