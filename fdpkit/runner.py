@@ -135,7 +135,7 @@ def _run_fold(task: FoldTask) -> dict[str, Any]:
                         seed=fold.seed, workdir=task.fold_dir, progress=task.progress)
 
     # Only now, after training, does the held-out subject's data reach the model (fixed_steps, inner_val).
-    test_data = make_dataset(task.cache_dir, test_rows, classes)
+    test_data = val_data if config.selection == "test_best" else make_dataset(task.cache_dir, test_rows, classes)
     probs, tensors = predict_proba(result.model, test_data, config.eval_batch_size,
                                    precision=config.precision)
     predictions = test_rows.loc[:, ["dataset", "subject", "subject_uid", "clip", "clip_uid", "label"]].copy()
