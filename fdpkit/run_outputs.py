@@ -42,7 +42,7 @@ def write_fold(result: dict[str, Any], classes: list[str]) -> None:
     fold_dir = Path(result["fold_dir"])
     write_csv(fold_dir / PREDICTIONS, result["predictions"])
     write_csv(fold_dir / "train_log.csv", result["log"])
-    row = per_subject_table(read_predictions(fold_dir / PREDICTIONS), classes).iloc[0]
+    row = per_subject_table(result["predictions"], classes).iloc[0]
     metrics = {**result["metrics"], **{k: float(row[k]) for k in ("accuracy", "uf1", "uar", "weighted_f1")},
                "fold_metric_note": "this subject's clips alone (classes present in truth or predictions)"}
     write_json(fold_dir / FOLD_METRICS, metrics)
