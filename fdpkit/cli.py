@@ -6,15 +6,17 @@ import argparse
 import importlib
 import sys
 
-# verb -> (module holding `run_cli(args) -> int`, issue that brings it, one-line help)
+from fdpkit.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, FdpkitError
+
+# verb -> (module holding `run_cli(args) -> int`, one-line help)
 VERBS = {
-    "synth": ("fdpkit.data.synthme", 2, "generate SynthME, the synthetic micro-expression corpus"),
-    "manifest": ("fdpkit.data.adapters", 3, "read a corpus as distributed into a validated manifest"),
-    "preprocess": ("fdpkit.data.cache", 3, "align faces, sample frames, cache clips and dynamic images"),
-    "loso": ("fdpkit.runner", 5, "train and evaluate leave-one-subject-out"),
-    "report": ("fdpkit.report", 6, "run the notebooks with papermill and write an HTML report"),
-    "bench": ("fdpkit.bench", 7, "measure speed and memory"),
-    "model-info": ("fdpkit.model.info", 4, "parameters per module and FLOPs per clip"),
+    "synth": ("fdpkit.data.synthme", "generate SynthME, the synthetic micro-expression corpus"),
+    "manifest": ("fdpkit.data.adapters", "read a corpus as distributed into a validated manifest"),
+    "preprocess": ("fdpkit.data.cache", "align faces, sample frames, cache clips and dynamic images"),
+    "loso": ("fdpkit.runner", "train and evaluate leave-one-subject-out"),
+    "report": ("fdpkit.report", "run the notebooks with papermill and write an HTML report"),
+    "bench": ("fdpkit.bench", "measure speed and memory"),
+    "model-info": ("fdpkit.model.info", "parameters per module and FLOPs per clip"),
 }
 DATASETS = ("casme2", "samm", "casme_sq", "casme3", "synthme")
 
@@ -104,29 +106,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fdpkit", description="FDP micro-expression recognition kit")
     parser.add_argument("--version", action="version", version=f"fdpkit {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="COMMAND")
-    for verb, (_, _, help_text) in VERBS.items():
+    for verb, (_, help_text) in VERBS.items():
         ARGUMENTS[verb](verbs.add_parser(verb, help=help_text, description=help_text))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb; a user error or environment fault ends in one line on stderr and the exit code
+    of `fdpkit.errors` (never a traceback; a traceback means a bug)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verb is None:
         parser.print_help()
-        return 2
-    module_name, issue, _ = VERBS[args.verb]
+        return EXIT_BAD_INPUT
+    module_name, _ = VERBS[args.verb]
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name and module_name.startswith(error.name):
-            print(f"fdpkit {args.verb}: not implemented yet (issue #{issue})", file=sys.stderr)
-            return 3
-        raise
-    if not hasattr(module, "run_cli"):
-        print(f"fdpkit {args.verb}: not implemented yet (issue #{issue})", file=sys.stderr)
-        return 3
-    return int(module.run_cli(args) or 0)
+        return int(importlib.import_module(module_name).run_cli(args) or 0)
+    except FdpkitError as error:
+        print(f"fdpkit {args.verb}: {error}", file=sys.stderr)
+        return error.exit_code
+    except OSError as error:  # disk full, read-only folder, ...: the message names the file
+        print(f"fdpkit {args.verb}: {error}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except KeyboardInterrupt:
+        print(f"fdpkit {args.verb}: interrupted; re-running the same command resumes", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
