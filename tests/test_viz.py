@@ -67,14 +67,19 @@ def test_clip_inspector_reacts_to_controls():
     clips = [record(1), record(2, t=6)]
     inspector = widgets.ClipInspector(clips, labels=[c["clip_uid"] for c in clips])
     first = inspector.figure
-    assert inspector.state == {"clip": 0, "clip_uid": clips[0]["clip_uid"], "frame": 0}
+    # opens on the sampled frame nearest the apex (15 -> position 3); slider labels = frame numbers
+    assert inspector.state == {"clip": 0, "clip_uid": clips[0]["clip_uid"], "frame": 3}
+    assert inspector.frame.label == "#15" and inspector.figure.axes[0].get_title().startswith("frame #15")
     inspector.frame.value = 4
     assert inspector.figure is not first and inspector.state["frame"] == 4
     assert _red_line_x(inspector.figure) == 4
     inspector.clip.value = 1
     assert inspector.state["clip_uid"] == clips[1]["clip_uid"]
-    assert inspector.frame.max == 5  # the second clip has 6 frames
-    assert inspector.figure.axes[-1].get_title().startswith("true others")
+    assert len(inspector.frame.options) == 6  # the second clip has 6 frames
+    assert [label for label, _ in inspector.frame.options] == [f"#{n}" for n in clips[1]["frame_numbers"]]
+    bars = [ax for ax in inspector.figure.axes if ax.get_title().startswith("true ")][0]
+    assert bars.get_title().startswith("true others")
+    assert [t.get_text() for t in bars.get_legend().get_texts()] == ["true class", "other", "predicted"]
     bundle = inspector._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle and "interactive" in bundle["text/plain"]
 
@@ -123,3 +128,54 @@ def test_interactive_is_a_note_when_headless(monkeypatch):
     assert widgets.headless()
     note = widgets.interactive(widgets.ClipInspector, [record(1)])
     assert "ClipInspector" in repr(note) and "JupyterLab" in repr(note)
+
+
+def _colorbar_labels(fig):
+    return [ax.get_ylabel() for ax in fig.axes if ax.get_label() == "<colorbar>"]
+
+
+@pytest.mark.parametrize("heat, word", [(np.full((8, 32, 32), 1 / 1024), "constant"),
+                                        (np.zeros((8, 32, 32)), "all zero")])
+def test_flat_maps_are_drawn_as_such_not_stretched(heat, word):
+    frames = record(1)["frames"]
+    fig = figures.overlays(frames, heat, title="attention roll-out", units=figures.MAP_UNITS["attention"])
+    fig.canvas.draw()
+    assert word in fig._suptitle.get_text()
+    assert all(len(ax.images) == 1 for ax in fig.axes)  # the face only: no colour layer
+    assert figures.map_kind(heat) == word and figures.map_kind(record(1)["maps"]["saliency"]) is None
+
+
+def test_overlays_and_dynamic_images_have_colorbars_with_units():
+    clip = record(2)
+    maps = clip["maps"]["integrated_gradients"].copy()
+    maps[0] = 0  # IG's baseline frame
+    fig = figures.overlays(clip["frames"], maps, units=figures.MAP_UNITS["integrated_gradients"])
+    assert _colorbar_labels(fig) == [figures.MAP_UNITS["integrated_gradients"]]
+    assert len(fig.axes[0].images) == 1 and len(fig.axes[1].images) == 2  # frame 0 not coloured
+    assert _colorbar_labels(figures.dynamic_images([clip])) == [figures.DI_UNITS]
+    assert _colorbar_labels(figures.clip_view(clip, 2)) == [figures.DI_UNITS]
+    assert _colorbar_labels(figures.clip_grid([clip])) == [figures.DI_UNITS]
+    view = figures.attribution_view(clip, "saliency")
+    assert _colorbar_labels(view) == [figures.MAP_UNITS["saliency"]] * 2
+    assert _colorbar_labels(figures.class_maps({"a": np.eye(32)}, background=clip["frames"][0]))
+
+
+def test_explorer_opens_where_the_method_is_defined():
+    widgets = pytest.importorskip("fdpkit.viz.widgets")
+    clip = record(3)
+    clip["maps"]["integrated_gradients"][0] = 0
+    clip["maps"]["integrated_gradients"][5] *= 10
+    explorer = widgets.AttributionExplorer([clip], ["integrated_gradients", "saliency"])
+    assert explorer.state["frame"] == 5 and explorer.frame.label == f"#{clip['frame_numbers'][5]}"
+    explorer.frame.value = 0
+    assert "all zero" in explorer.figure.axes[0].get_title()
+
+
+def test_legends_and_labels_do_not_hide_bars():
+    per_subject = pd.DataFrame({"happiness": [5, 2], "disgust": [4, 3]}, index=["s/01", "s/02"])
+    fig = figures.class_counts(per_subject)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1  # beside the bars
+    bars = figures.per_subject_bars(pd.DataFrame({"subject": ["01"], "uf1": [0.4], "accuracy": [0.5]}))
+    assert "subject" in bars.axes[0].get_xlabel()

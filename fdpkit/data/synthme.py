@@ -213,7 +213,7 @@ def _remove_stale_partials(out: Path) -> None:
 
 def generate_synthme(
     out_dir, subjects: int = DEFAULT_SUBJECTS, clips_per_subject: int | None = None, seed: int = 0,
-    intensity: float = 1.0, force: bool = False, workers: int | None = None,
+    intensity: float = 1.0, force: bool = False, workers: int | None = None, progress: bool = False,
 ) -> dict:
     """Write SynthME into out_dir and return a summary dict (`status` = 'generated' | 'already present').
 
@@ -221,7 +221,8 @@ def generate_synthme(
     a different or incomplete one is an error without `force`. A non-empty folder that is not a
     SynthME is never deleted, even with `force`. Generation goes to `.NAME.partial-PID` beside out_dir
     and is renamed into place at the end, so a killed run never leaves a corpus that looks complete.
-    `workers` (threads, default 2) changes speed only, never the output.
+    `workers` (threads, default 2) changes speed only, never the output. `progress`: a tqdm bar
+    over the clips (text in a terminal, a widget in Jupyter).
     """
     started = time.perf_counter()
     clips_per_subject = DEFAULT_CLIPS_PER_SUBJECT if clips_per_subject is None else clips_per_subject
@@ -265,7 +266,7 @@ def generate_synthme(
     tmp.mkdir()
     old = None
     try:
-        result = _generate_into(tmp, parameters, workers)
+        result = _generate_into(tmp, parameters, workers, progress)
         if out.exists():
             if any(out.iterdir()):
                 old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -283,20 +284,28 @@ def generate_synthme(
     return {**summary, "status": "generated", **result, "seconds": time.perf_counter() - started}
 
 
-def _generate_into(root: Path, parameters: dict, workers: int | None) -> dict:
+def _generate_into(root: Path, parameters: dict, workers: int | None, progress: bool = False) -> dict:
+    from tqdm.auto import tqdm
+
     seed, intensity = parameters["seed"], parameters["intensity"]
     specs = plan_corpus(parameters["subjects"], parameters["clips_per_subject"], seed)
     subjects = [make_subject(seed, s) for s in range(parameters["subjects"])]
     workers = 2 if workers is None else max(1, int(workers))
-    if workers == 1:
-        results = [_write_clip(root, subjects[sp.subject], sp, intensity, seed) for sp in specs]
-    else:  # clips are independent (own random streams), so threads change speed only
-        pool = ThreadPoolExecutor(max_workers=workers)
-        try:
-            futures = [pool.submit(_write_clip, root, subjects[sp.subject], sp, intensity, seed) for sp in specs]
-            results = [future.result() for future in futures]
-        finally:  # on an error or Ctrl-C, drop the queued clips instead of rendering them all
-            pool.shutdown(wait=True, cancel_futures=True)
+    with tqdm(total=len(specs), desc="SynthME", unit="clip", disable=not progress) as bar:
+        if workers == 1:
+            results = []
+            for sp in specs:
+                results.append(_write_clip(root, subjects[sp.subject], sp, intensity, seed))
+                bar.update(1)
+        else:  # clips are independent (own random streams), so threads change speed only
+            pool = ThreadPoolExecutor(max_workers=workers)
+            try:
+                futures = [pool.submit(_write_clip, root, subjects[sp.subject], sp, intensity, seed) for sp in specs]
+                for future in futures:
+                    future.add_done_callback(lambda _f: bar.update(1))
+                results = [future.result() for future in futures]
+            finally:  # on an error or Ctrl-C, drop the queued clips instead of rendering them all
+                pool.shutdown(wait=True, cancel_futures=True)
     import pandas as pd
 
     sums: dict[str, str] = {}
@@ -337,7 +346,7 @@ def run_cli(args) -> int:
     try:
         summary = generate_synthme(
             args.out, subjects=args.subjects, clips_per_subject=args.clips_per_subject, seed=args.seed,
-            intensity=args.intensity, force=args.force,
+            intensity=args.intensity, force=args.force, progress=True,
         )
     except SynthMEError as error:
         print(f"fdpkit synth: {error}", file=sys.stderr)

@@ -18,6 +18,15 @@ from matplotlib.figure import Figure
 
 from fdpkit.metrics import METRIC_NAMES
 
+# What the colour of a map means, per attribution method (inputs are frames scaled to [-1, 1]).
+MAP_UNITS = {
+    "integrated_gradients": "|IG| per pixel (logit units)",
+    "saliency": "|d logit / d pixel| (logit per input unit)",
+    "occlusion": "|logit drop| per pixel (8x8 patch -> onset)",
+    "attention": "share of rolled-out attention per pixel",
+    "class_average": "share of the clip's |IG| per pixel",
+}
+DI_UNITS = "dynamic image (0-1, min-max scaled)"
 
 
 def _register_ipython() -> None:
@@ -40,11 +49,62 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _image(ax, image, title: str = "", cmap: str = "gray", vmin=None, vmax=None):
-    ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    shown = ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize=8)
+    return shown
+
+
+def _colorbar(fig, mappable, axes, label: str):
+    bar = fig.colorbar(mappable, ax=axes, shrink=0.85, pad=0.02)
+    bar.set_label(label, fontsize=7)
+    bar.ax.tick_params(labelsize=6)
+    return bar
+
+
+def _di(ax, image, title: str = ""):
+    """A dynamic image on the fixed 0..1 scale (the target's range), so panels compare."""
+    return _image(ax, image, title, cmap="magma", vmin=0, vmax=1)
+
+
+def map_kind(heat, rtol: float = 1e-3) -> str | None:
+    """'all zero' when a map is 0 everywhere, 'constant' when its spread is below ``rtol`` of its
+    largest magnitude (a map that says nothing about where), else None. Such maps are drawn as a
+    note, never with their colours stretched."""
+    heat = np.asarray(heat, dtype=float)
+    high = float(np.abs(heat).max()) if heat.size else 0.0
+    if high == 0:
+        return "all zero"
+    if float(heat.max() - heat.min()) <= rtol * high:
+        return "constant"
+    return None
+
+
+def map_note(heat) -> str:
+    """One sentence on a map that :func:`map_kind` flags ('' for a map with a spatial pattern)."""
+    kind = map_kind(heat)
+    if kind == "all zero":
+        return "all zero: the method gives no attribution here"
+    if kind == "constant":
+        return f"constant ({float(np.mean(heat)):.3g} at every pixel): no region is preferred"
+    return ""
+
+
+def default_frame(record: dict, method: str) -> int:
+    """The sampled frame with the most attribution for ``method`` (where the method is defined:
+    Integrated Gradients is 0 on the onset frame, which is its own baseline)."""
+    maps = np.abs(np.asarray(record["maps"][method], dtype=float))
+    return int(maps.reshape(len(maps), -1).sum(axis=1).argmax())
+
+
+def apex_position(record: dict) -> int:
+    """The sampled position nearest to the annotated apex (the middle one without an apex)."""
+    numbers = np.asarray(record["frame_numbers"])
+    if record.get("apex") is None:
+        return len(numbers) // 2
+    return int(np.abs(numbers - int(record["apex"])).argmin())
 
 
 def key_frame_marks(frame_numbers, onset=None, apex=None, offset=None) -> dict[int, str]:
@@ -71,7 +131,7 @@ def class_counts(per_subject: pd.DataFrame, title: str = "clips per subject and 
     ax.set_xlabel("subject")
     ax.set_ylabel("clips")
     ax.set_title(title)
-    ax.legend(fontsize=7, ncols=min(5, len(table.columns)))
+    ax.legend(fontsize=7, title="class", title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
 
@@ -95,7 +155,9 @@ def clip_grid(clips: Sequence[dict], show_dynamic_image: bool = True) -> Figure:
                     spine.set_linewidth(2)
         row[0].set_ylabel(f"{clip.get('clip_uid', '')}\n{clip.get('label_name', '')}", fontsize=7)
         if show_dynamic_image:
-            _image(row[-1], clip["dynamic_image"], "dynamic image", cmap="magma")
+            shown = _di(row[-1], clip["dynamic_image"], "dynamic image")
+    if show_dynamic_image:
+        _colorbar(fig, shown, axes[:, -1], DI_UNITS)
     return fig
 
 
@@ -125,12 +187,13 @@ def dynamic_images(clips: Sequence[dict]) -> Figure:
     fig = _figure(1.6 * len(clips), 3.4)
     axes = fig.subplots(2, len(clips), squeeze=False)
     for i, clip in enumerate(clips):
-        _image(axes[0, i], clip["dynamic_image"], f"target\n{clip.get('clip_uid', '')}", cmap="magma")
+        shown = _di(axes[0, i], clip["dynamic_image"], f"target\n{clip.get('clip_uid', '')}")
         pred = clip.get("pred_dynamic_image")
         if pred is None:
             axes[1, i].axis("off")
         else:
-            _image(axes[1, i], pred, "predicted", cmap="magma")
+            _di(axes[1, i], pred, "predicted")
+    _colorbar(fig, shown, axes, DI_UNITS)
     return fig
 
 
@@ -186,9 +249,10 @@ def per_subject_bars(table: pd.DataFrame, metrics: Sequence[str] = ("uf1", "accu
     for j, metric in enumerate(metrics):
         ax.bar(np.arange(len(table)) + j * width, table[metric], width, label=METRIC_NAMES.get(metric, metric))
     ax.set_xticks(np.arange(len(table)) + 0.4 - width / 2, names, rotation=90, fontsize=7)
+    ax.set_xlabel("held-out subject (one fold each)")
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
 
@@ -208,9 +272,10 @@ def metric_bars(table: pd.DataFrame, metrics: Sequence[str] = ("uf1", "uar"), na
     if chance is not None:
         ax.axhline(chance, color="gray", ls="--", lw=1, label="chance (UF1, uniform)")
     ax.set_xticks(x + 0.4 - width / 2, table[name_col].astype(str), rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("pooled score")
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
 
@@ -257,73 +322,116 @@ def display_map(heat, smooth: float = 1.0) -> np.ndarray:
     return heat
 
 
-def _scale(heat, stretch: bool = False) -> tuple[float, float]:
-    """(low, high) of the colour scale: 0 .. 99.5th percentile, or min .. max with ``stretch``."""
-    heat = np.asarray(heat, dtype=float)
-    if stretch:
-        return float(heat.min()), float(heat.max())
-    return 0.0, float(np.percentile(heat, 99.5))
+def _scale(heat) -> tuple[float, float]:
+    """(low, high) of a map's colour scale: 0 .. 99.5th percentile of |map| (never stretched)."""
+    high = float(np.percentile(np.abs(np.asarray(heat, dtype=float)), 99.5))
+    return 0.0, high if high > 0 else 1.0
 
 
 def _overlay(ax, face, heat, alpha: float, title: str = "", scale=None):
-    """The face in grey, the map in colour with opacity rising with its value (low = transparent)."""
+    """The face in grey, the map in colour with opacity rising with its value (low = transparent).
+    A map flagged by :func:`map_kind` is not coloured: the face is drawn with the note instead.
+    Returns the ScalarMappable of the colour scale (for a colorbar)."""
     from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
 
     _image(ax, face, title, vmin=0, vmax=255)
-    heat = np.asarray(heat, dtype=float)
+    heat = np.abs(np.asarray(heat, dtype=float))
     low, high = scale if scale is not None else _scale(heat)
+    mappable = ScalarMappable(Normalize(low, high), cmap="turbo")
+    note = map_note(heat)
+    if note:
+        ax.text(0.5, 0.5, note.split(":")[0], transform=ax.transAxes, ha="center", va="center", fontsize=7,
+                color="white", bbox={"facecolor": "black", "alpha": 0.6, "pad": 2})
+        return mappable
     level = np.clip((heat - low) / max(high - low, 1e-12), 0, 1)
     rgba = colormaps["turbo"](level)
     rgba[..., 3] = alpha * np.sqrt(level)
     ax.imshow(rgba, interpolation="bilinear")
+    return mappable
 
 
 def overlays(frames, maps, alpha: float = 0.6, title: str = "", numbers=None, smooth: float = 1.0,
-             stretch: bool = False) -> Figure:
-    """Each frame (T, H, W) with its map (T, H, W) overlaid, one colour scale for the clip
-    (0 .. 99.5th percentile; ``stretch``: min .. max, for nearly uniform maps such as attention)."""
+             units: str = "|attribution|") -> Figure:
+    """Each frame (T, H, W) with its map (T, H, W) overlaid on one colour scale for the clip
+    (0 .. 99.5th percentile), with a colorbar in ``units``. A map that is constant or all zero
+    (over the clip, or on one frame) is drawn as such with a note, never stretched into colours."""
     t = len(frames)
-    maps = display_map(maps, smooth)
-    scale = _scale(maps, stretch)
-    fig = _figure(1.2 * t, 1.6)
+    raw = np.abs(np.asarray(maps, dtype=float))
+    shown = display_map(raw, smooth)
+    scale = _scale(shown)
+    fig = _figure(1.2 * t + 1.2, 1.9)
     axes = np.atleast_1d(fig.subplots(1, t))
+    clip_note = map_note(raw)
+    mappable = None
     for i, ax in enumerate(axes):
         label = f"#{int(numbers[i])}" if numbers is not None else f"t={i}"
-        _overlay(ax, frames[i], maps[i], alpha, label, scale)
-    if title:
-        mean = float(np.mean(maps)) or 1.0
-        note = f" (colour stretched: {scale[0] / mean:.4f} to {scale[1] / mean:.4f} x the mean)" if stretch else ""
-        fig.suptitle(title + note, fontsize=8)
+        mappable = _overlay(ax, frames[i], raw[i] if map_kind(raw[i]) else shown[i], alpha, label, scale)
+    if clip_note:
+        fig.suptitle(f"{title}: {clip_note}; drawn without colours" if title else clip_note, fontsize=8)
+    else:
+        _colorbar(fig, mappable, axes, units)
+        if title:
+            fig.suptitle(title, fontsize=8)
     return fig
 
 
 def class_maps(maps: dict[str, np.ndarray], background=None, alpha: float = 0.7, smooth: float = 1.0,
-               title: str = "class-average attribution maps") -> Figure:
-    fig = _figure(1.8 * len(maps), 2.2)
+               title: str = "class-average attribution maps", units: str = MAP_UNITS["class_average"]) -> Figure:
+    """One panel per class on one shared colour scale, with a colorbar."""
+    fig = _figure(1.8 * len(maps) + 1.2, 2.3)
     axes = np.atleast_1d(fig.subplots(1, len(maps)))
-    for ax, (name, image) in zip(axes, maps.items()):
+    shown = {name: display_map(image, smooth) for name, image in maps.items()}
+    scale = _scale(np.stack(list(shown.values())))
+    mappable = None
+    for ax, (name, image) in zip(axes, shown.items()):
         if background is None:
-            _image(ax, image, name, cmap="jet")
+            mappable = _image(ax, image, name, cmap="turbo", vmin=scale[0], vmax=scale[1])
         else:
-            _overlay(ax, background, display_map(image, smooth), alpha, name)
+            mappable = _overlay(ax, background, image, alpha, name, scale)
+    _colorbar(fig, mappable, axes, units)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def rank_attribution(profiles: dict, title: str = "logit attributed to the rank scorer, per frame") -> Figure:
+    """One panel per entry of `fdpkit.notebook.rank_profiles` (each on its own y scale: they use
+    different baselines), mean over clips with a min..max band; an all-zero profile says so."""
+    names = [name for name, values in profiles.items() if len(values)]
+    fig = _figure(3.6 * max(1, len(names)), 2.8)
+    axes = np.atleast_1d(fig.subplots(1, max(1, len(names))))
+    for ax, name in zip(axes, names):
+        values = np.atleast_2d(np.asarray(profiles[name], dtype=float))
+        x = np.arange(values.shape[-1])
+        ax.plot(x, values.mean(axis=0), marker="o")
+        if len(values) > 1:
+            ax.fill_between(x, values.min(axis=0), values.max(axis=0), alpha=0.15)
+        ax.axhline(0, color="gray", lw=0.5)
+        note = map_note(values)
+        ax.set_title(name + (f"\n{note}" if note else ""), fontsize=8)
+        ax.set_xlabel("sampled frame (onset -> offset)")
+        ax.set_ylabel("attribution (logit units)")
     fig.suptitle(title, fontsize=9)
     return fig
 
 
 def region_shares(table: pd.DataFrame, title: str = "attribution inside the moving region, within the face") -> Figure:
-    """Bars per method: share of |attribution| inside the ground-truth region vs the share of the
-    face the region covers (columns ``*_face`` of `fdpkit.attribution.region_table`, else the
-    whole-frame columns)."""
+    """Bars per method: share of |attribution| inside the ground-truth region, with the region's
+    share of the face as the chance line of each method (what a uniform map scores); columns
+    ``*_face`` of `fdpkit.attribution.region_table` (else the whole-frame columns)."""
     suffix = "_face" if "attribution_share_face" in table else ""
-    fig = _figure(5, 3)
+    fig = _figure(5.5, 3)
     ax = fig.add_subplot()
     x = np.arange(len(table))
-    ax.bar(x - 0.2, table["attribution_share" + suffix], 0.4, label="share of |attribution|")
-    ax.bar(x + 0.2, table["area_share" + suffix], 0.4, label="share of area (uniform map)")
+    ax.bar(x, table["attribution_share" + suffix], 0.6, label="share of |attribution| in the region")
+    ax.hlines(table["area_share" + suffix], x - 0.4, x + 0.4, colors="black", linestyles="--",
+              label="chance: the region's share of the area")
     ax.set_xticks(x, table["method"], fontsize=8, rotation=15)
+    ax.set_ylabel("share")
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
 
@@ -339,37 +447,62 @@ def clip_view(clip: dict, frame: int = 0) -> Figure:
            vmin=0, vmax=255)
     _rank_axes(axes[1], clip["rank_scores"], frame, clip["frame_numbers"])
     axes[1].set_title("rank scores", fontsize=8)
-    _image(axes[2], clip["dynamic_image"], "target DI", cmap="magma")
+    shown = _di(axes[2], clip["dynamic_image"], "target DI")
     if clip.get("pred_dynamic_image") is not None:
-        _image(axes[3], clip["pred_dynamic_image"], "predicted DI", cmap="magma")
+        _di(axes[3], clip["pred_dynamic_image"], "predicted DI")
     else:
         axes[3].axis("off")
-    classes, probs = clip["classes"], np.asarray(clip["probs"])
-    colors = ["tab:green" if i == clip["label"] else "tab:gray" for i in range(len(classes))]
-    axes[4].barh(range(len(classes)), probs, color=colors)
-    axes[4].set_yticks(range(len(classes)), classes, fontsize=7)
-    axes[4].set_xlim(0, 1)
-    axes[4].invert_yaxis()
-    axes[4].set_title(f"true {classes[clip['label']]} / predicted {classes[clip['pred']]}", fontsize=8)
+    _colorbar(fig, shown, axes[2:4], DI_UNITS)
+    _class_bars(axes[4], clip)
     fig.suptitle(clip.get("clip_uid", ""), fontsize=9)
     return fig
 
 
-def attribution_view(record: dict, method: str, frame: int = 0, alpha: float = 0.5) -> Figure:
-    """Attribution explorer view: the chosen frame with the method's map overlaid, the clip's mean
-    map, and the per-frame attribution share (frame marked)."""
-    raw = np.asarray(record["maps"][method])
-    frame = int(np.clip(frame, 0, len(raw) - 1))
-    fig = _figure(8, 2.6)
+def _class_bars(ax, clip: dict) -> None:
+    """Class probabilities: the true class green, the predicted one outlined, with a legend."""
+    from matplotlib.patches import Patch
+
+    classes, probs = clip["classes"], np.asarray(clip["probs"])
+    colors = ["tab:green" if i == clip["label"] else "tab:gray" for i in range(len(classes))]
+    edges = ["black" if i == clip["pred"] else "none" for i in range(len(classes))]
+    ax.barh(range(len(classes)), probs, color=colors, edgecolor=edges, linewidth=1.5)
+    ax.set_yticks(range(len(classes)), classes, fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("probability", fontsize=7)
+    ax.invert_yaxis()
+    ax.set_title(f"true {classes[clip['label']]} / predicted {classes[clip['pred']]}", fontsize=8)
+    ax.legend(handles=[Patch(color="tab:green", label="true class"), Patch(color="tab:gray", label="other"),
+                       Patch(facecolor="white", edgecolor="black", label="predicted")],
+              fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1))
+
+
+def attribution_view(record: dict, method: str, frame: int | None = None, alpha: float = 0.5) -> Figure:
+    """Attribution explorer view: the chosen frame (default: :func:`default_frame`) with the
+    method's map overlaid, the clip's time-summed map, and the per-frame attribution share (frame
+    marked); colorbars in the method's units; a frame or clip whose map is all zero or constant
+    is drawn as such with a note."""
+    raw = np.abs(np.asarray(record["maps"][method], dtype=float))
+    frame = default_frame(record, method) if frame is None else int(np.clip(frame, 0, len(raw) - 1))
+    numbers = record.get("frame_numbers")
+    name = f"#{int(numbers[frame])}" if numbers is not None else f"t={frame}"
+    fig = _figure(9, 2.8)
     axes = fig.subplots(1, 3, width_ratios=[1, 1, 1.6])
     maps = display_map(raw)
-    _overlay(axes[0], record["frames"][frame], maps[frame], alpha, f"{method}, frame {frame}", _scale(maps))
-    _overlay(axes[1], record["frames"][0], maps.sum(axis=0), alpha, "all frames")
+    units = MAP_UNITS.get(method, "|attribution|")
+    note = map_note(raw[frame])
+    shown = _overlay(axes[0], record["frames"][frame], raw[frame] if note else maps[frame], alpha,
+                     f"{method}, frame {name}" + (f"\n{note.split(':')[0]}" if note else ""), _scale(maps))
+    _colorbar(fig, shown, axes[0], units)
+    summed = _overlay(axes[1], record["frames"][0], maps.sum(axis=0), alpha, "all frames (sum)")
+    _colorbar(fig, summed, axes[1], units)
     mass = raw.sum(axis=(-2, -1))
     mass = mass / mass.sum() if mass.sum() > 0 else mass
     axes[2].bar(range(len(mass)), mass, color=["tab:red" if i == frame else "tab:blue" for i in range(len(mass))])
-    axes[2].set_xlabel("sampled frame")
-    axes[2].set_title("share of |attribution|", fontsize=8)
+    if numbers is not None:
+        axes[2].set_xticks(range(len(mass)), [str(int(n)) for n in numbers], fontsize=6)
+    axes[2].set_xlabel("sampled frame (original number)")
+    axes[2].set_ylabel("share", fontsize=7)
+    axes[2].set_title("share of |attribution| per frame", fontsize=8)
     classes = record.get("classes")
     if classes is not None:
         fig.suptitle(f"{record.get('clip_uid', '')}: true {classes[record['label']]}, "

@@ -9,6 +9,10 @@ control changes. Each keeps the figure it drew last in ``.figure`` and its curre
     inspector                                  # shows the controls and the view in Jupyter
     explorer = AttributionExplorer(records)    # records with "maps": {method: (T, H, W)}
 
+The frame slider is labelled with the original frame numbers (``#19``, as the panel titles); its
+value is the sampled position. The inspector opens on the frame nearest the apex, the explorer on
+the frame where the method attributes most.
+
 Notebooks call ``interactive(ClipInspector, records)``: the widget in a live Jupyter session, a
 short note when run headless (papermill/nbclient, nbval, FDPKIT_SMOKE or FDPKIT_HEADLESS set),
 where widget state would not survive and widget messages can stall the runner (jupyter/nbclient
@@ -67,8 +71,11 @@ class _View:
         for control in controls:
             control.observe(self._changed, names="value")
 
+    _quiet = False  # True while a view updates its own controls (one redraw, not one per control)
+
     def _changed(self, _change=None) -> None:
-        self.redraw()
+        if not self._quiet:
+            self.redraw()
 
     def draw(self):  # pragma: no cover - overridden
         raise NotImplementedError
@@ -89,6 +96,31 @@ class _View:
         return bundle
 
 
+def frame_slider(record: dict, value: int = 0):
+    """A slider over the sampled positions labelled with the original frame numbers (as the
+    panel titles: ``#19``); its ``.value`` is the position 0..T-1."""
+    import ipywidgets as w
+
+    return w.SelectionSlider(options=frame_options(record), value=value, description="frame",
+                             continuous_update=False)
+
+
+def frame_options(record: dict) -> list[tuple[str, int]]:
+    numbers = record.get("frame_numbers")
+    n = len(record["frames"])
+    return [(f"#{int(numbers[i])}" if numbers is not None else str(i), i) for i in range(n)]
+
+
+def _set_frames(view: "_View", slider, record: dict, value: int) -> None:
+    """Relabel ``slider`` for ``record`` and move it to ``value`` without intermediate redraws."""
+    view._quiet = True
+    try:
+        slider.options = frame_options(record)
+        slider.value = int(min(value, len(record["frames"]) - 1))
+    finally:
+        view._quiet = False
+
+
 class ClipInspector(_View):
     """Pick a clip and a frame: rank scores, target vs predicted dynamic image, class probabilities.
 
@@ -103,7 +135,7 @@ class ClipInspector(_View):
         self.clip = w.Dropdown(options=[(label, i) for i, label in enumerate(labels)], value=0,
                                description="clip")
         first = self._get(0)
-        self.frame = w.IntSlider(value=0, min=0, max=len(first["frames"]) - 1, description="frame")
+        self.frame = frame_slider(first, figures.apex_position(first))
         super().__init__([self.clip, self.frame])
         self.redraw()
 
@@ -111,10 +143,11 @@ class ClipInspector(_View):
         return str(i)
 
     def _changed(self, change=None) -> None:
+        if self._quiet:
+            return
         if change is not None and change.get("owner") is self.clip:
-            t = len(self._get(self.clip.value)["frames"])
-            if self.frame.max != t - 1:
-                self.frame.max = t - 1
+            record = self._get(self.clip.value)
+            _set_frames(self, self.frame, record, figures.apex_position(record))
         self.redraw()
 
     def draw(self):
@@ -136,9 +169,19 @@ class AttributionExplorer(_View):
         self.clip = w.Dropdown(options=[(label, i) for i, label in enumerate(labels)], value=0,
                                description="clip")
         self.method = w.Dropdown(options=methods, value=methods[0], description="method")
-        self.frame = w.IntSlider(value=0, min=0, max=len(first["frames"]) - 1, description="frame")
+        self.frame = frame_slider(first, figures.default_frame(first, methods[0]))
         self.alpha = w.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="overlay")
         super().__init__([self.clip, self.method, self.frame, self.alpha])
+        self.redraw()
+
+    def _changed(self, change=None) -> None:
+        """A new clip relabels the frame slider and opens on the frame where the method
+        attributes most (never IG's all-zero baseline frame)."""
+        if self._quiet:
+            return
+        if change is not None and change.get("owner") is self.clip:
+            record = self._get(self.clip.value)
+            _set_frames(self, self.frame, record, figures.default_frame(record, self.method.value))
         self.redraw()
 
     def draw(self):
