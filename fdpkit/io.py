@@ -10,6 +10,12 @@ the old file or the new one, never half of one, whatever happens (disk full, SIG
   fdpkit process on the same host removes temp files whose writer process is gone (once per folder
   per process); temp files of live writers (another process writing the same cache) are kept.
 * Files get the usual permissions (0666 minus the umask), not the 0600 of a bare temp file.
+* Paths that cannot hold the file are refused in one line naming them: a target that is a folder,
+  or a folder path running through a file, is a ``PathConflict`` (``BadInput``, exit 2); a folder
+  that cannot be written (permission denied, read-only file system) is an ``OSError`` with its
+  ``errno`` whose message names the folder and says what to do (exit 7 through ``fdpkit.cli``).
+  ``ensure_folder`` / ``check_writable_folder`` give the same messages for a folder a command is
+  about to fill.
 * ``_write_all(fd, data)`` is the one low-level write: tests simulate a full disk by patching it.
 * Reading a truncated or corrupt npz / torch file raises ``CorruptFileError`` (a ValueError) naming
   the file; ``load_npz`` never unpickles (``allow_pickle=False``), ``load_torch`` loads weights only.
@@ -30,6 +36,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from fdpkit.errors import BadInput
+
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 _HOST = re.sub(r"[^A-Za-z0-9.]", "_", os.uname().nodename if hasattr(os, "uname") else "host")[:40] or "host"
@@ -40,6 +48,67 @@ _swept_lock = threading.Lock()
 
 class CorruptFileError(ValueError):
     """A file fdpkit reads is truncated, corrupt or not what it should be; the message names it."""
+
+
+class PathConflict(BadInput):
+    """A path cannot be used as given: a file target that is a folder, or a folder path that runs
+    through a file. Exit code 2; the message names the path."""
+
+
+_NOT_WRITABLE = (_errno.EACCES, _errno.EPERM, _errno.EROFS)
+
+
+def _file_on_the_way(folder: Path) -> Path | None:
+    """The first existing non-folder on the way from the root to `folder`, if any."""
+    for part in reversed((folder, *folder.parents)):
+        if part.exists() and not part.is_dir():
+            return part
+    return None
+
+
+def _nearest_existing(folder: Path) -> Path:
+    return next((p for p in (folder, *folder.parents) if p.exists()), folder)
+
+
+def _not_writable(folder: Path, error: OSError, doing: str) -> OSError:
+    """The OSError (same errno) to raise when `folder` cannot be written."""
+    why = "read-only file system" if error.errno == _errno.EROFS else "permission denied"
+    return _WriteError(error.errno, f"cannot {doing}: {_nearest_existing(folder)} is not writable ({why}); "
+                       "make it writable or choose another output folder", str(folder))
+
+
+def ensure_folder(folder) -> Path:
+    """`folder` created with its parents (like ``mkdir -p``), with one-line errors naming the path:
+    PathConflict when `folder` or a parent is a file, an OSError (EACCES/EROFS kept) when it
+    cannot be created."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = _file_on_the_way(folder)
+        if blocker is None:   # a race: something made it a folder meanwhile
+            return ensure_folder(folder)
+        way = "" if blocker == folder else f" (on the way to {folder})"
+        raise PathConflict(f"{blocker} is a file, not a folder{way}; choose another path or move the file away") from None
+    except OSError as error:
+        if error.errno in _NOT_WRITABLE:
+            raise _not_writable(folder, error, f"create the folder {folder}") from None
+        raise
+    return folder
+
+
+def check_writable_folder(folder) -> Path:
+    """`folder` created if needed, then proved writable with a nameless temp file (nothing is left
+    behind), so that a command fails before its work, not after it."""
+    folder = ensure_folder(folder)
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        if error.errno in _NOT_WRITABLE:
+            raise _not_writable(folder, error, f"write into {folder}") from None
+        raise
+    return folder
 
 
 def _write_all(fd: int, data) -> None:
@@ -126,9 +195,19 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: s
     if mode != "wb":
         raise ValueError(f"_atomic_write writes bytes (mode 'wb'), got {mode!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise PathConflict(f"{path} is a folder; give a file path (or move the folder away)")
+    try:
+        ensure_folder(path.parent)
+    except PathConflict as error:
+        raise PathConflict(f"cannot write {path}: {error}") from None
     _sweep_once(path.parent.resolve())
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
+    except OSError as error:
+        if error.errno in _NOT_WRITABLE:
+            raise _not_writable(path.parent, error, f"write {path}") from None
+        raise
     try:
         try:
             os.fchmod(fd, 0o666 & ~_UMASK)

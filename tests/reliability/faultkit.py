@@ -125,3 +125,35 @@ def cache_state(cache: Path) -> dict:
         "index": (cache / "index.csv").read_bytes(),
         "report": report.drop(columns=["cached"]).to_csv(index=False),
     }
+
+
+def read_only(monkeypatch, folder: Path) -> None:
+    """Make creating anything in `folder` (or below it) fail with EACCES, as the kernel answers a
+    non-root user for a mode-0555 folder. Patched at os.open / os.mkdir rather than by chmod
+    because the tests may run as root, whom permissions do not stop."""
+    import errno
+
+    top = os.path.realpath(folder)
+    real_open, real_mkdir = os.open, os.mkdir
+    tmpfile = getattr(os, "O_TMPFILE", 0)
+
+    def inside(path) -> bool:
+        real = os.path.realpath(os.fspath(path))
+        return real == top or real.startswith(top + os.sep)
+
+    def refuse(path):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+
+    def fake_open(path, flags, *args, **kwargs):
+        creates = flags & os.O_CREAT or (tmpfile and flags & tmpfile == tmpfile)
+        if creates and inside(os.path.dirname(os.fspath(path)) if flags & os.O_CREAT else path):
+            refuse(path)
+        return real_open(path, flags, *args, **kwargs)
+
+    def fake_mkdir(path, *args, **kwargs):
+        if inside(os.path.dirname(os.path.abspath(os.fspath(path)))) and not os.path.isdir(path):
+            refuse(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", fake_open)
+    monkeypatch.setattr(os, "mkdir", fake_mkdir)

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from fdpkit import io
+from fdpkit.errors import BadInput
 
-from faultkit import run_python, temp_files
+from faultkit import read_only, run_python, temp_files
 
 
 def disk_full(monkeypatch, after_bytes: int = 0, only: str | None = None):
@@ -125,3 +126,32 @@ def test_corrupt_json_names_the_file(tmp_path):
     (tmp_path / "x.json").write_text("{not json")
     with pytest.raises(io.CorruptFileError, match=r"x\.json: not valid JSON"):
         io.read_json(tmp_path / "x.json")
+
+
+def test_read_only_folder_is_one_oserror_naming_it_with_what_to_do(tmp_path, monkeypatch):
+    folder = tmp_path / "results"
+    io.write_json(folder / "a.json", {"x": 1})
+    read_only(monkeypatch, folder)
+    with pytest.raises(OSError) as info:
+        io.write_json(folder / "a.json", {"x": 2})
+    assert info.value.errno == errno.EACCES
+    assert str(info.value) == (f"cannot write {folder / 'a.json'}: {folder} is not writable (permission "
+                               "denied); make it writable or choose another output folder")
+    with pytest.raises(OSError, match=rf"cannot create the folder {folder / 'run'}: {folder} is not writable"):
+        io.write_json(folder / "run" / "b.json", {})
+    with pytest.raises(OSError, match=rf"cannot write into {folder}: {folder} is not writable"):
+        io.check_writable_folder(folder)
+    assert io.read_json(folder / "a.json") == {"x": 1} and os.listdir(folder) == ["a.json"]
+
+
+def test_target_that_is_a_folder_or_under_a_file_is_bad_input_naming_it(tmp_path):
+    (tmp_path / "out.csv").mkdir()
+    with pytest.raises(BadInput, match=rf"^{tmp_path / 'out.csv'} is a folder; give a file path"):
+        io.write_text(tmp_path / "out.csv", "a\n")
+    (tmp_path / "notes.txt").write_text("keep")
+    for target in (tmp_path / "notes.txt" / "m.csv", tmp_path / "notes.txt" / "sub" / "m.csv"):
+        with pytest.raises(BadInput, match=rf"^cannot write {target}: {tmp_path / 'notes.txt'} is a file, not a folder"):
+            io.write_text(target, "a\n")
+    with pytest.raises(BadInput, match=rf"^{tmp_path / 'notes.txt'} is a file, not a folder"):
+        io.ensure_folder(tmp_path / "notes.txt")
+    assert (tmp_path / "notes.txt").read_text() == "keep" and sorted(os.listdir(tmp_path)) == ["notes.txt", "out.csv"]
