@@ -15,7 +15,9 @@ and log rows (except the wall-clock `seconds` column) to an uninterrupted run. T
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fdpkit.errors import BadInput
 from fdpkit.folds import derive_seed
 from fdpkit.io import write_csv
 from fdpkit.train_config import OPTIMISTIC_WARNING, SELECTIONS, TRAIN_PRESETS, TrainConfig  # noqa: F401 - re-exported
@@ -67,10 +70,82 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def autocast_dtype(precision: str, device: torch.device):
-    """The autocast dtype, or None for plain fp32."""
+    """The autocast dtype, or None for plain fp32. `auto`: bf16 on a GPU that supports it, fp16
+    (with a GradScaler in training) on an older GPU, fp32 on a CPU."""
     if precision == "auto":
-        return torch.float16 if device.type == "cuda" else None
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+# A CPU runs bf16 natively only with AVX512_BF16 or AMX; elsewhere oneDNN emulates it, measured
+# 44x slower than fp32 on an AVX2-only AMD EPYC (0.7 vs 30.8 GFLOP/s) and 3.5x on an AVX-512 Xeon
+# without avx512_bf16. Training refuses bf16 there unless this variable is set to 1.
+ALLOW_SLOW_BF16 = "FDPKIT_ALLOW_SLOW_BF16"
+SLOW_BF16_RATIO = 2.0  # bf16 matmul this many times slower than fp32: not native
+_NO_BF16_CAPABILITIES = ("DEFAULT", "NO AVX", "AVX", "AVX2")
+
+
+def _cpu_flags() -> set[str] | None:
+    """The x86 feature flags of /proc/cpuinfo, or None where there is no such file (not Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), None)
+    return set(line.split(":", 1)[1].split()) if line else None
+
+
+def _matmul_gflops(dtype: torch.dtype, n: int = 192, budget_s: float = 0.15) -> float:
+    """Best GFLOP/s of an n x n matmul over repeats within `budget_s` (after one warm-up call)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    best, spent = math.inf, 0.0
+    for _ in range(5):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        dt = time.perf_counter() - t0
+        best, spent = min(best, dt), spent + dt
+        if spent > budget_s:
+            break
+    return 2 * n ** 3 / max(best, 1e-9) / 1e9
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_probe() -> dict[str, Any]:
+    """Does this CPU run bf16 natively? Decided from torch's CPU capability, the x86 flags
+    (avx512_bf16 / amx_bf16) and a short (< 0.5 s) fp32 vs bf16 matmul probe.
+
+    Returns {"capability", "native", "reason", "fp32_gflops", "bf16_gflops", "slowdown"}."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    flags = _cpu_flags()
+    fp32, bf16 = _matmul_gflops(torch.float32), _matmul_gflops(torch.bfloat16)
+    slowdown = fp32 / bf16
+    if capability in _NO_BF16_CAPABILITIES:
+        native, reason = False, f"torch CPU capability {capability} (bf16 needs AVX512_BF16 or AMX)"
+    elif flags is not None and "avx2" in flags and not flags & {"avx512_bf16", "amx_bf16"}:
+        native, reason = False, f"torch CPU capability {capability}, but no avx512_bf16 or amx_bf16 flag"
+    elif slowdown >= SLOW_BF16_RATIO:
+        native, reason = False, f"torch CPU capability {capability}, bf16 matmul slower than fp32"
+    else:
+        native, reason = True, f"torch CPU capability {capability}"
+    return {"capability": capability, "native": native, "reason": reason,
+            "fp32_gflops": fp32, "bf16_gflops": bf16, "slowdown": slowdown}
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """BadInput for bf16 training on a CPU without native bf16 (unless FDPKIT_ALLOW_SLOW_BF16=1)."""
+    if precision != "bf16" or device.type != "cpu" or os.environ.get(ALLOW_SLOW_BF16) == "1":
+        return
+    probe = cpu_bf16_probe()
+    if probe["native"]:
+        return
+    raise BadInput(
+        f"precision=bf16: this CPU has no native bf16 ({probe['reason']}); a bf16 matmul measured "
+        f"{probe['bf16_gflops']:.1f} GFLOP/s vs {probe['fp32_gflops']:.1f} in fp32 here, "
+        f"{probe['slowdown']:.1f}x slower. Use precision=fp32 (or auto), train on a GPU "
+        f"(--device cuda), or set {ALLOW_SLOW_BF16}=1 to run bf16 anyway")
 
 
 @dataclass
@@ -84,6 +159,11 @@ class Tensors:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def to(self, device) -> "Tensors":
+        """The same clips with every tensor on `device` (no copy when already there)."""
+        return Tensors(self.frames.to(device), self.dynamic_images.to(device), self.labels.to(device),
+                       self.clip_uids)
 
 
 def materialise(dataset) -> Tensors:
@@ -123,6 +203,17 @@ class DataOrder:
         """Indices of 0-based step `step`."""
         positions = range(step * self.batch_size, (step + 1) * self.batch_size)
         return torch.stack([self.epoch(p // self.n)[p % self.n] for p in positions])
+
+    def indices(self, first: int, last: int) -> torch.Tensor:
+        """Indices of steps first..last-1 as one (last - first, batch) tensor; row i equals
+        `batch(first + i)` (vectorised, so a whole fold's order is made once and moved once)."""
+        positions = torch.arange(first * self.batch_size, last * self.batch_size)
+        epochs, offsets = positions // self.n, positions % self.n
+        out = torch.empty_like(positions)
+        for e in epochs.unique().tolist():
+            mask = epochs == e
+            out[mask] = self.epoch(e)[offsets[mask]]
+        return out.reshape(last - first, self.batch_size)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -203,6 +294,7 @@ def train_fold(model: torch.nn.Module, train_data, config: TrainConfig, *, val_d
 
 def _train(model, train_data, config, val_data, fold, seed, workdir, progress, stop_after):
     device = resolve_device(config.device)
+    check_precision(config.precision, device)
     dtype = autocast_dtype(config.precision, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
@@ -216,6 +308,10 @@ def _train(model, train_data, config, val_data, fold, seed, workdir, progress, s
         raise ValueError("inner validation clips overlap the training clips")
     order = DataOrder(data.labels, config.batch_size, seed, config.sampler)
     eval_every = config.eval_every or order.steps_per_epoch
+    # Model, clips and the fold's sample indices live on the device for the whole run: a step
+    # copies nothing between host and device.
+    data = data.to(device)
+    val = val.to(device) if val is not None else None
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
@@ -237,8 +333,12 @@ def _train(model, train_data, config, val_data, fold, seed, workdir, progress, s
         finished = bool(ckpt["complete"])
     else:
         seed_everything(derive_seed(seed, "train"))
+    first_step = step
+    indices = order.indices(step, max(step, config.steps)).to(device)
+    pending = _PendingRows(fold, ckpt_path)
 
     def checkpoint(complete: bool = False) -> None:
+        flush()
         if ckpt_path is None:
             return
         bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
@@ -256,6 +356,17 @@ def _train(model, train_data, config, val_data, fold, seed, workdir, progress, s
         if log_path is not None:
             write_csv(log_path, pd.DataFrame(log, columns=list(LOG_COLUMNS)))
 
+    def flush() -> None:
+        """Move the pending rows into the log (one device sync); TrainingDiverged at the first
+        non-finite loss, with the log written up to the step before it."""
+        try:
+            last = pending.drain(log)
+        except TrainingDiverged:
+            write_log()
+            raise
+        if bar is not None and last is not None:
+            bar.set_postfix(loss=f"{last[1]:.4f}", ce=f"{last[2]:.4f}", di=f"{last[3]:.4f}", refresh=False)
+
     bar = None
     if progress and not finished and step < config.steps:
         from tqdm.auto import tqdm
@@ -267,10 +378,8 @@ def _train(model, train_data, config, val_data, fold, seed, workdir, progress, s
             if stop_after is not None and step >= stop_after:
                 checkpoint()
                 return _result(model, step, False, log, best, history, config)
-            idx = order.batch(step)
-            x = data.frames[idx].to(device, non_blocking=True)
-            di = data.dynamic_images[idx].to(device, non_blocking=True)
-            y = data.labels[idx].to(device, non_blocking=True)
+            idx = indices[step - first_step]
+            x, di, y = data.frames[idx], data.dynamic_images[idx], data.labels[idx]
             lr = lr_at(config, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -278,14 +387,7 @@ def _train(model, train_data, config, val_data, fold, seed, workdir, progress, s
                 output = model(x)
                 loss, parts = loss_fn(output, y, di, ce_weight=config.ce_weight,
                                       di_weight=config.di_weight, rank_weight=config.rank_weight)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                write_log()
-                kept = (f"the last good checkpoint {ckpt_path} (step {checkpoint_step(ckpt_path)}) is kept"
-                        if ckpt_path is not None and ckpt_path.exists() else "no checkpoint was written")
-                raise TrainingDiverged(fold, step + 1, (
-                    f"fold {fold}: loss is {value} at step {step + 1} (ce={parts['ce']}, "
-                    f"di={parts['di']}); training stopped, {kept}"))
+            pending.add(step + 1, loss, parts, lr)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if config.grad_clip:
@@ -296,6 +398,7 @@ def _train(model, train_data, config, val_data, fold, seed, workdir, progress, s
             step += 1
             score = None
             if val is not None and (step % eval_every == 0 or step == config.steps):
+                flush()  # never select weights trained past a non-finite loss
                 score = _score(model, val, config, device)
                 history.append([step, score])
                 if best is None or score > best["score"]:  # ties keep the earlier step
@@ -303,26 +406,64 @@ def _train(model, train_data, config, val_data, fold, seed, workdir, progress, s
             stop_early = (config.patience is not None and config.selection == "inner_val"
                           and best is not None and len(history) - _index_of(history, best["step"]) - 1
                           >= config.patience)
-            row = (step, value, parts["ce"], parts["di"], parts["rank"], lr,
-                   seconds_before + time.perf_counter() - start_time,
-                   float("nan") if score is None else score)
-            for column, v in zip(LOG_COLUMNS, row):
-                log[column].append(v)
+            pending.finish_row(seconds_before + time.perf_counter() - start_time,
+                               float("nan") if score is None else score)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{value:.4f}", ce=f"{parts['ce']:.4f}", di=f"{parts['di']:.4f}",
-                                refresh=False)
             if step == config.steps or stop_early:
                 checkpoint(complete=True)
                 break
             elif step % config.checkpoint_every == 0:
                 checkpoint()
             elif step % config.log_every == 0:
+                flush()
                 write_log()
     finally:
         if bar is not None:
             bar.close()
     return _result(model, step, True, log, best, history, config)
+
+
+class _PendingRows:
+    """Log rows whose loss values are still on the device: collected without a host sync per step,
+    moved into the log in one transfer at a flush (log, checkpoint, evaluation, end)."""
+
+    def __init__(self, fold: str, ckpt_path: Path | None):
+        self.fold, self.ckpt_path = fold, ckpt_path
+        self.losses: list[torch.Tensor] = []  # per step: (loss, ce, di, rank), float32, on device
+        self.rows: list[list] = []  # per step: [step, lr, seconds, val]
+
+    def add(self, step: int, loss: torch.Tensor, parts: dict, lr: float) -> None:
+        values = [loss.detach()] + [torch.as_tensor(parts[k], device=loss.device) for k in ("ce", "di", "rank")]
+        self.losses.append(torch.stack([v.float() for v in values]))
+        self.rows.append([step, lr])
+
+    def finish_row(self, seconds: float, val: float) -> None:
+        self.rows[-1] += [seconds, val]
+
+    def drain(self, log: dict[str, list]) -> tuple | None:
+        """Append the complete pending rows to `log`; return the last one (or None)."""
+        rows = [r for r in self.rows if len(r) == 4]
+        if not rows:
+            return None
+        values = torch.stack(self.losses[:len(rows)]).tolist()
+        self.losses, self.rows = self.losses[len(rows):], self.rows[len(rows):]
+        last = None
+        for (step, lr, seconds, val), (loss, ce, di, rank) in zip(rows, values):
+            if not math.isfinite(loss):
+                self._diverged(step, loss, ce, di)
+            last = (step, loss, ce, di, rank, lr, seconds, val)
+            for column, v in zip(LOG_COLUMNS, last):
+                log[column].append(v)
+        return last
+
+    def _diverged(self, step: int, loss: float, ce: float, di: float):
+        path = self.ckpt_path
+        kept = (f"the last good checkpoint {path} (step {checkpoint_step(path)}) is kept"
+                if path is not None and path.exists() else "no checkpoint was written")
+        self.losses, self.rows = [], []
+        raise TrainingDiverged(self.fold, step, (
+            f"fold {self.fold}: loss is {loss} at step {step} (ce={ce}, di={di}); training stopped, {kept}"))
 
 
 def _index_of(history: list, step: int) -> int:

@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
+import fdpkit.train as train_module
 from fdpkit.baselines import build, build_baseline
+from fdpkit.errors import BadInput
 from fdpkit.io import load_torch
 from fdpkit.model import build_model, fdp_loss
 from fdpkit.train import (TRAIN_PRESETS, DataOrder, TrainConfig, TrainingDiverged, predict_proba,
@@ -157,9 +159,92 @@ def test_selection_rules_take_the_right_data():
     assert config(selection="test_best").metric == "accuracy"  # as the released code
 
 
-def test_bf16_autocast_runs_on_cpu():
+def fake_probe(native: bool, slowdown: float = 44.0):
+    return lambda: {"capability": "AVX2", "native": native, "reason": "test probe",
+                    "fp32_gflops": 30.8, "bf16_gflops": 30.8 / slowdown, "slowdown": slowdown}
+
+
+def test_bf16_autocast_runs_on_a_cpu_with_native_bf16(monkeypatch):
+    monkeypatch.setattr(train_module, "cpu_bf16_probe", fake_probe(native=True, slowdown=0.5))
     r = train_fold(new_model(), ToyClips(8), config(steps=2, precision="bf16"), progress=False)
     assert math.isfinite(r.log["loss"].iloc[-1])
+
+
+def test_bf16_on_a_cpu_without_native_bf16_stops_naming_the_slowdown(monkeypatch):
+    monkeypatch.setattr(train_module, "cpu_bf16_probe", fake_probe(native=False, slowdown=44.0))
+    monkeypatch.delenv(train_module.ALLOW_SLOW_BF16, raising=False)
+    with pytest.raises(BadInput, match=r"precision=bf16: .*0\.7 GFLOP/s vs 30\.8 in fp32.*44\.0x slower"):
+        train_fold(new_model(), ToyClips(8), config(steps=2, precision="bf16"), progress=False)
+    # fp32 / auto on the same CPU train; the variable lets bf16 through on purpose
+    assert len(train_fold(new_model(), ToyClips(8), config(steps=1), progress=False).log) == 1
+    monkeypatch.setenv(train_module.ALLOW_SLOW_BF16, "1")
+    assert len(train_fold(new_model(), ToyClips(8), config(steps=1, precision="bf16"), progress=False).log) == 1
+
+
+def test_cpu_bf16_probe_decides_from_capability_and_flags(monkeypatch):
+    train_module.cpu_bf16_probe.cache_clear()
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    probe = train_module.cpu_bf16_probe()
+    assert not probe["native"] and "AVX2" in probe["reason"]
+    assert probe["fp32_gflops"] > 0 and probe["bf16_gflops"] > 0
+    assert probe["slowdown"] == pytest.approx(probe["fp32_gflops"] / probe["bf16_gflops"])
+    train_module.cpu_bf16_probe.cache_clear()
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setattr(train_module, "_cpu_flags", lambda: {"avx2", "avx512f"})
+    assert "no avx512_bf16" in train_module.cpu_bf16_probe()["reason"]
+    train_module.cpu_bf16_probe.cache_clear()
+    monkeypatch.setattr(train_module, "_cpu_flags", lambda: {"avx2", "avx512f", "amx_bf16"})
+    monkeypatch.setattr(train_module, "_matmul_gflops", lambda dtype: 100.0 if dtype == torch.float32 else 250.0)
+    assert train_module.cpu_bf16_probe()["native"]
+    train_module.cpu_bf16_probe.cache_clear()
+    monkeypatch.setattr(train_module, "_matmul_gflops", lambda dtype: 100.0 if dtype == torch.float32 else 20.0)
+    assert not train_module.cpu_bf16_probe()["native"]  # flags say yes, the measurement says no
+    train_module.cpu_bf16_probe.cache_clear()
+
+
+def test_auto_precision_is_bf16_on_gpus_that_support_it_else_fp16_and_fp32_on_cpu(monkeypatch):
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert train_module.autocast_dtype("auto", cuda) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert train_module.autocast_dtype("auto", cuda) == torch.float16
+    assert train_module.autocast_dtype("auto", cpu) is None
+    assert train_module.autocast_dtype("fp32", cuda) is None
+
+
+def test_data_order_indices_equal_the_per_step_batches():
+    labels = torch.arange(10) % 3
+    for sampler in ("uniform", "balanced"):
+        order = DataOrder(labels, 4, seed=3, sampler=sampler)
+        rows = order.indices(3, 11)  # 32 positions across 4 epochs
+        assert rows.shape == (8, 4)
+        assert all(torch.equal(rows[i], DataOrder(labels, 4, seed=3, sampler=sampler).batch(3 + i))
+                   for i in range(8))
+
+
+def test_log_rows_do_not_depend_on_how_often_the_log_is_flushed(tmp_path):
+    data = ToyClips()
+    often = train_fold(new_model(), data, config(steps=9, log_every=1, checkpoint_every=1), seed=4,
+                       workdir=tmp_path / "often", progress=False)
+    rarely = train_fold(new_model(), data, config(steps=9, log_every=7, checkpoint_every=50), seed=4,
+                        workdir=tmp_path / "rarely", progress=False)
+    assert without_seconds(often.log).equals(without_seconds(rarely.log))
+    assert list(rarely.log["step"]) == list(range(1, 10))
+    on_disk = pd.read_csv(tmp_path / "rarely" / "train_log.csv")
+    assert list(on_disk["step"]) == list(range(1, 10))
+
+
+def test_nan_between_log_points_still_names_the_exact_step(tmp_path):
+    data = ToyClips(12, poison=5)
+    order = DataOrder(data.labels, 4, seed=3)
+    first_bad = next(s for s in range(50) if 5 in order.batch(s).tolist()) + 1
+    cfg = config(steps=first_bad + 20, checkpoint_every=100, log_every=first_bad + 9)
+    with pytest.raises(TrainingDiverged, match=rf"loss is nan at step {first_bad}\b") as info:
+        train_fold(new_model(), data, cfg, fold="casme2/07", seed=3, workdir=tmp_path, progress=False)
+    assert info.value.step == first_bad
+    assert "no checkpoint was written" in str(info.value) and not (tmp_path / "checkpoint.pt").exists()
+    log = pd.read_csv(tmp_path / "train_log.csv")
+    assert list(log["step"]) == list(range(1, first_bad)) and log["loss"].map(math.isfinite).all()
 
 
 @pytest.mark.parametrize("kind", ["apex-frame", "difference"])
