@@ -37,9 +37,11 @@ class TrainConfig:
     inner_val_fraction: float = 0.2  # share of the training subjects held out for inner_val
     patience: int | None = None  # inner_val: stop after this many evaluations without improvement
     checkpoint_every: int = 50
-    log_every: int = 10  # steps between rewrites of train_log.csv
+    log_every: int = 10  # steps between rewrites of train_log.csv (and host reads of the losses)
     device: str = "auto"  # auto: cuda when present, else cpu
-    precision: str = "auto"  # auto: fp16 AMP on cuda, fp32 on cpu | fp32 | bf16 | fp16
+    # auto: bf16 autocast on a GPU that supports it (fp16 + GradScaler on older GPUs), fp32 on a CPU.
+    # bf16 on a CPU without native bf16 (AVX512_BF16 / AMX) is refused (fdpkit.train.check_precision).
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
     eval_batch_size: int = 64
     # torch intra-op threads per fold. Part of the fingerprint: on CPU the float results depend on
     # the thread count, so every executor uses exactly this many (0: leave torch's setting alone).
