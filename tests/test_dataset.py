@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 
 import cv2
@@ -12,10 +14,11 @@ import torch
 from skimage import data
 from torch.utils.data import DataLoader
 
-from fdpkit.data.cache import preprocess
+from fdpkit.data.cache import CacheFileError, check_cache_files, preprocess
 from fdpkit.data.dataset import CacheMissError, ClipDataset, ok_rows
 from fdpkit.data.manifest import COLUMNS
-from fdpkit.io import load_npz
+from fdpkit.errors import BadInput
+from fdpkit.io import load_npz, write_npz
 
 CLASSES = ["happiness", "surprise", "others"]
 
@@ -113,3 +116,62 @@ def test_unusable_rows_raise_naming_the_clip(cached):
         ClipDataset(cache, rows.iloc[[3]], ["happiness", "surprise"])
     with pytest.raises(FileNotFoundError, match="run `fdpkit preprocess`"):
         ClipDataset(cache / "nowhere", rows.iloc[[0]], CLASSES)
+
+
+def test_cache_miss_is_bad_input_not_a_bare_key_error(cached):
+    cache, rows, _ = cached
+    with pytest.raises(CacheMissError) as info:
+        ClipDataset(cache, rows, CLASSES)
+    assert isinstance(info.value, BadInput) and isinstance(info.value, LookupError)
+    assert not isinstance(info.value, KeyError)                 # no quoted message, no bare KeyError
+    assert str(info.value).startswith("1 of 4 clip(s) have no usable cache entry")
+
+
+def _damaged_copy(cached, tmp_path):
+    """A copy of the cache whose clip files are damaged: EP01_a truncated, EP02_b with one byte of
+    its frames flipped (the zip structure intact; only the CRC tells), EP04_d holding float frames."""
+    source, rows, report = cached
+    cache = tmp_path / "cache"
+    shutil.copytree(source, cache)
+    files = {uid: cache / name for uid, name in zip(report["clip_uid"], report["file"]) if name}
+    data = files["casme2/01/EP01_a"].read_bytes()
+    files["casme2/01/EP01_a"].write_bytes(data[:len(data) // 2])
+    data = bytearray(files["casme2/01/EP02_b"].read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    files["casme2/01/EP02_b"].write_bytes(bytes(data))
+    write_npz(files["casme2/02/EP04_d"], frames=np.zeros((8, 64, 64), np.float32),
+              dynamic_image=np.zeros((64, 64), np.uint8), frame_numbers=np.arange(8))
+    return cache, rows.iloc[[0, 1, 3]], files
+
+
+def test_check_cache_files_names_every_bad_clip_and_file_before_a_run(cached, tmp_path):
+    cache, usable, files = _damaged_copy(cached, tmp_path)
+    found = check_cache_files(cached[0], usable)                 # the intact cache passes
+    assert list(found["status"]) == ["ok"] * 3 and list(found["clip_uid"]) == list(usable["clip_uid"])
+    with pytest.raises(CacheFileError) as info:
+        check_cache_files(cache, usable)
+    message = str(info.value)
+    assert isinstance(info.value, BadInput) and "\n" not in message
+    assert message.startswith(f"3 of 3 clip(s) cannot be read from the cache {cache}: ")
+    assert re.search(rf"casme2/01/EP01_a: {re.escape(str(files['casme2/01/EP01_a']))}: not a readable npz", message)
+    assert re.search(rf"casme2/01/EP02_b: {re.escape(str(files['casme2/01/EP02_b']))}: not a readable npz"
+                     r".*(CRC|crc)", message)
+    assert f"casme2/02/EP04_d: {files['casme2/02/EP04_d']}: frames are float32 (8, 64, 64)" in message
+    assert message.endswith("Re-run `fdpkit preprocess` with the same manifest and --cache (it re-makes bad files)")
+
+
+def test_a_corrupt_file_read_by_the_dataset_is_a_cache_miss_naming_it(cached, tmp_path):
+    cache, usable, files = _damaged_copy(cached, tmp_path)
+    dataset = ClipDataset(cache, usable, CLASSES)                # the index alone does not open files
+    with pytest.raises(CacheMissError, match=rf"casme2/01/EP02_b: cannot read the cache file "
+                                             rf"{re.escape(str(files['casme2/01/EP02_b']))}: .*re-run `fdpkit preprocess`"):
+        dataset[1]
+
+
+def test_preprocess_remakes_corrupt_cache_files_instead_of_trusting_them(cached, tmp_path):
+    cache, usable, files = _damaged_copy(cached, tmp_path)
+    report = preprocess(usable, cache, lenient=True, progress=False)
+    assert list(report["status"]) == ["ok"] * 3 and not report["cached"].any()
+    for name in report["file"]:
+        assert (cache / name).read_bytes() == (cached[0] / name).read_bytes()
+    assert list(check_cache_files(cache, usable)["status"]) == ["ok"] * 3

@@ -6,8 +6,11 @@ Cache folder layout (docs/architecture.md, "Cache"):
   ``frames`` uint8 (T, H, W), ``dynamic_image`` uint8 (H, W) (``dynamic_image_uint8(frames)``),
   ``frame_numbers`` int64 (T,), plus ``transforms`` float64 (T, 2, 3) (the affine matrix that mapped
   each frame's pixels to the aligned face) and ``notes`` (a 0-d unicode array). The name hashes the
-  row's clip_uid, root, frame_dir, frame range, onset/apex/offset, the preprocessing parameters and
-  ``CACHE_FORMAT_VERSION``: changing any of them makes a new file, never a stale hit.
+  row's clip_uid, root, frame_dir, frame range, onset/apex/offset, the preprocessing parameters,
+  ``CACHE_FORMAT_VERSION`` and the name, size and modification time (ns) of every frame file the
+  clip is made from: changing any of them (a frame edited or replaced on disk included) makes a new
+  file, never a stale hit. Copying the corpus without keeping modification times (``cp`` without
+  ``-p``) therefore re-makes every clip once.
 - ``index.csv``: clip_uid, status, file (empty unless ok), row_key (hash of the row's fields, so a
   reader can tell that a manifest row changed after preprocessing).
 - ``preprocess_report.csv``: one row per manifest row, in manifest order: clip_uid, status, reason,
@@ -32,6 +35,10 @@ Status of a row:
 ok + skipped + failed always equals the number of manifest rows. Every clip is attempted whatever
 happens to the others; re-running only does the clips without a valid npz.
 
+A cache file that is truncated or corrupt is never trusted: ``preprocess`` re-makes it, and
+``check_cache_files`` (called by ``fdpkit loso`` before it writes anything) refuses a run over it
+with one ``CacheFileError`` naming the clip and the file.
+
 Strictness: with ``lenient=False`` (the default) ``preprocess`` raises ``PreprocessIncomplete``
 (carrying the report, after writing every file) when any row is skipped or failed, and the CLI exits
 with ``EXIT_INCOMPLETE`` (4). With ``lenient=True`` the same rows are recorded and the call returns
@@ -51,13 +58,14 @@ import numpy as np
 import pandas as pd
 
 from fdpkit import __version__
+from fdpkit.errors import BadInput
 from fdpkit.data.faces import BORDER_VALUE, BOX_ENLARGE
 from fdpkit.data.manifest import (Manifest, ManifestError, frame_folder, manifest_hash, read_manifest,
                                   validate)
 from fdpkit.data.sampling import METHODS
-from fdpkit.io import load_npz, stable_hash, write_csv, write_json
+from fdpkit.io import CorruptFileError, check_writable_folder, load_npz, stable_hash, write_csv, write_json
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2   # 2: the file name also hashes the frame files' names, sizes and mtimes
 INDEX_FILE = "index.csv"
 REPORT_FILE = "preprocess_report.csv"
 META_FILE = "preprocess.json"
@@ -118,10 +126,26 @@ def row_key(row) -> str:
     return stable_hash(_row_fields(row))
 
 
-def clip_file_name(row, params: PreprocessParams) -> str:
-    """``<hash>.npz`` of (row fields, parameters, CACHE_FORMAT_VERSION)."""
-    key = {"format": CACHE_FORMAT_VERSION, "row": _row_fields(row), "params": params.as_dict()}
+def clip_file_name(row, params: PreprocessParams, frames: list | None = None) -> str:
+    """``<hash>.npz`` of (row fields, parameters, CACHE_FORMAT_VERSION, the frame files read:
+    ``preprocess_worker.frame_inputs``)."""
+    key = {"format": CACHE_FORMAT_VERSION, "row": _row_fields(row), "params": params.as_dict(),
+           "frames": frames}
     return stable_hash(key) + ".npz"
+
+
+class CacheFileError(BadInput):
+    """A cache file a run would read is missing, truncated, corrupt or of the wrong shape (exit 2)."""
+
+
+def cache_folder(cache_dir) -> Path:
+    """`cache_dir` as a Path; BadInput when it exists but is not a folder (e.g. ``--cache`` naming
+    a file)."""
+    cache_dir = Path(cache_dir)
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise BadInput(f"cache folder {cache_dir} is a file, not a folder: --cache names the folder "
+                       "`fdpkit preprocess` writes into; give a folder path")
+    return cache_dir
 
 
 def load_clip(path) -> dict[str, np.ndarray]:
@@ -168,10 +192,11 @@ def preprocess(manifest: Manifest | str | os.PathLike | pd.DataFrame, cache_dir,
     after writing everything when a row is skipped or failed (module docstring).
     ``report.attrs``: counts, ``computed`` (clips made in this call) and ``seconds``.
     """
+    from fdpkit.data.preprocess_worker import frame_inputs
+
     params = PreprocessParams(int(frames), int(size), align, sampling).check()
     rows = _as_rows(manifest)
-    cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir = check_writable_folder(cache_folder(cache_dir))   # before any work
     start = time.perf_counter()
 
     from tqdm.auto import tqdm
@@ -181,14 +206,16 @@ def preprocess(manifest: Manifest | str | os.PathLike | pd.DataFrame, cache_dir,
     files = {}
     for _, row in rows.iterrows():
         uid = row["clip_uid"]
-        files[uid] = clip_file_name(row, params)
         try:
             folder = frame_folder(row)   # refuses a frame_dir resolving out of root (e.g. a symlink)
         except ManifestError as error:
             results[uid] = {"clip_uid": uid, "status": "failed", "reason": str(error), "notes": "",
                             "cached": False}
+            files[uid] = clip_file_name(row, params)
             continue
-        notes = _valid_cached(cache_dir / files[uid], params)
+        inputs = frame_inputs(folder, int(row["onset"]), int(row["offset"]), params.as_dict())
+        files[uid] = clip_file_name(row, params, inputs)
+        notes = _valid_cached(cache_dir / files[uid], params) if inputs is not None else None
         if notes is not None:
             results[uid] = {"clip_uid": uid, "status": "ok", "reason": "", "notes": notes, "cached": True}
             continue
@@ -254,7 +281,7 @@ def _run_tasks(tasks: list[dict], workers: int):
 
     executor = ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
                                    mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=init_worker)
+                                   initializer=init_worker, initargs=(os.getpid(),))
     try:
         futures = {executor.submit(process_clip, task): task for task in tasks}
         for future in as_completed(futures):
@@ -275,14 +302,14 @@ def summary_line(report: pd.DataFrame) -> str:
 
 
 def read_index(cache_dir) -> pd.DataFrame:
-    path = Path(cache_dir) / INDEX_FILE
+    path = cache_folder(cache_dir) / INDEX_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path}: no cache index; run `fdpkit preprocess` first")
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
 def read_report(cache_dir) -> pd.DataFrame:
-    path = Path(cache_dir) / REPORT_FILE
+    path = cache_folder(cache_dir) / REPORT_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path}: no preprocessing report; run `fdpkit preprocess` first")
     report = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -321,6 +348,52 @@ def lookup(cache_dir, rows: pd.DataFrame) -> pd.DataFrame:
                     path = str(candidate)
         out.append({"clip_uid": uid, "status": status, "reason": reason, "path": path})
     return pd.DataFrame(out, columns=["clip_uid", "status", "reason", "path"])
+
+
+CLIP_ARRAYS = ("frames", "dynamic_image", "frame_numbers")   # what a run reads from a clip file
+
+
+def clip_file_shape(path) -> tuple[int, int, int]:
+    """(T, H, W) of a cache file holding the arrays a run reads, uint8 frames (T, H, W), a uint8
+    dynamic image (H, W) and T frame numbers; CorruptFileError naming the file otherwise. The whole
+    file is read, so every zip member's CRC is checked (a flipped byte is found, not trained on)."""
+    data = load_clip(path)
+    missing = [name for name in CLIP_ARRAYS if name not in data]
+    if missing:
+        raise CorruptFileError(f"{path}: no {', '.join(missing)} array")
+    frames, image, numbers = (data[name] for name in CLIP_ARRAYS)
+    if frames.dtype != np.uint8 or frames.ndim != 3:
+        raise CorruptFileError(f"{path}: frames are {frames.dtype} {frames.shape}, not uint8 (T, H, W)")
+    if image.dtype != np.uint8 or image.shape != frames.shape[1:]:
+        raise CorruptFileError(f"{path}: dynamic_image is {image.dtype} {image.shape}, "
+                               f"not uint8 {frames.shape[1:]}")
+    if numbers.shape != frames.shape[:1]:
+        raise CorruptFileError(f"{path}: {numbers.shape} frame_numbers for {frames.shape[0]} frames")
+    return tuple(int(n) for n in frames.shape)
+
+
+def check_cache_files(cache_dir, rows: pd.DataFrame) -> pd.DataFrame:
+    """Open every cache file of `rows` before a run writes anything; ``lookup``'s frame when all
+    are usable, else one CacheFileError naming each bad clip and file (the first 5, then a count)
+    and saying to re-run ``fdpkit preprocess``, which re-makes bad files."""
+    found = lookup(cache_dir, rows)
+    problems = []
+    for uid, status, reason, path in found.itertuples(index=False):
+        if status != "ok":
+            problems.append(f"{uid}: {status}: {reason}")
+            continue
+        try:
+            clip_file_shape(path)
+        except (OSError, ValueError) as error:
+            problems.append(f"{uid}: {error}")
+    if problems:
+        more = f"; ... and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise CacheFileError(
+            f"{len(problems)} of {len(found)} clip(s) cannot be read from the cache {cache_dir}: "
+            + "; ".join(problems[:5]) + more
+            + ". Re-run `fdpkit preprocess` with the same manifest and --cache (it re-makes bad files)"
+        )
+    return found
 
 
 def run_cli(args) -> int:

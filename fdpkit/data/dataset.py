@@ -19,13 +19,12 @@ from torch.utils.data import Dataset
 
 from fdpkit.data.cache import load_clip, lookup
 from fdpkit.data.manifest import row_name
+from fdpkit.errors import BadInput
 
 
-class CacheMissError(KeyError):
-    """A manifest row has no usable cache entry; the message names the clip(s) and why."""
-
-    def __str__(self) -> str:  # KeyError would print the message quoted
-        return str(self.args[0]) if self.args else ""
+class CacheMissError(BadInput, LookupError):
+    """A manifest row has no usable cache entry, or its cache file cannot be read; the message
+    names the clip(s), the file and why (exit code 2 through ``fdpkit.cli``)."""
 
 
 class OkRows(NamedTuple):
@@ -105,8 +104,9 @@ class ClipDataset(Dataset):
         try:
             data = load_clip(self.paths[i])
             return data["frames"], data["dynamic_image"]
-        except Exception as error:
-            raise CacheMissError(f"{self.clip_uids[i]}: cannot read {self.paths[i]}: {error}") from error
+        except (OSError, ValueError, KeyError) as error:   # unreadable, corrupt, or an array missing
+            raise CacheMissError(f"{self.clip_uids[i]}: cannot read the cache file {self.paths[i]}: {error}; "
+                                 "re-run `fdpkit preprocess` (it re-makes bad files)") from error
 
     def uint8(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """The cached uint8 (frames (T, H, W), dynamic image (H, W)) of item i."""

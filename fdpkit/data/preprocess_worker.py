@@ -29,11 +29,19 @@ class ClipSkipped(Exception):
     """The sampling rule leaves the clip out; the message is the reason recorded in the report."""
 
 
-def init_worker() -> None:
-    """Worker-process initialiser: one OpenCV thread per process (the processes are the parallelism)."""
+def init_worker(parent_pid: int | None = None) -> None:
+    """Worker-process initialiser: one OpenCV thread per process (the processes are the parallelism),
+    and, given the driver's pid, exit when the driver is gone (a `kill -9`ed `fdpkit preprocess`
+    must not leave workers writing npz files into the cache for minutes), as loso's fold workers do."""
+    import threading
+
     import cv2
 
+    from fdpkit.executors import _exit_with_parent
+
     cv2.setNumThreads(1)
+    if parent_pid is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
 
 
 def process_clip(task: dict) -> dict:
@@ -52,10 +60,20 @@ def process_clip(task: dict) -> dict:
     return result
 
 
-def make_clip(task: dict) -> list[str]:
-    """Sample, read, align and write one clip; returns the notes; raises ClipFailed / ClipSkipped."""
-    params = task["params"]
-    folder = Path(task["folder"])
+def frame_inputs(folder, onset: int, offset: int, params: dict) -> list[list] | None:
+    """[name, size, mtime_ns] of each distinct frame file `make_clip` would read for these
+    arguments (part of the cache key: a frame changed on disk makes a new key), or None when the
+    folder cannot be listed or sampled (the clip fails or is skipped again; nothing to reuse)."""
+    try:
+        files, sampled = _sample(Path(folder), onset, offset, params)
+        stats = {number: files[number].stat() for number in dict.fromkeys(sampled.numbers)}
+    except (ClipFailed, ClipSkipped, OSError):
+        return None
+    return [[files[n].name, s.st_size, s.st_mtime_ns] for n, s in stats.items()]
+
+
+def _sample(folder: Path, onset: int, offset: int, params: dict):
+    """(frame number -> file, the sampled frames); ClipFailed / ClipSkipped when that fails."""
     if not folder.is_dir():
         raise ClipFailed(f"frame folder not found: {folder}")
     try:
@@ -65,12 +83,20 @@ def make_clip(task: dict) -> list[str]:
     if not files:
         raise ClipFailed(f"no frame files in {folder}")
     try:
-        sampled = sample_frames(list(files), int(task["onset"]), int(task["offset"]),
-                                int(params["frames"]), params["sampling"])
+        sampled = sample_frames(list(files), int(onset), int(offset), int(params["frames"]),
+                                params["sampling"])
     except SamplingSkip as skip:
         raise ClipSkipped(str(skip)) from None
     except SamplingError as error:
         raise ClipFailed(f"{error} in {folder}") from None
+    return files, sampled
+
+
+def make_clip(task: dict) -> list[str]:
+    """Sample, read, align and write one clip; returns the notes; raises ClipFailed / ClipSkipped."""
+    params = task["params"]
+    folder = Path(task["folder"])
+    files, sampled = _sample(folder, int(task["onset"]), int(task["offset"]), params)
     notes = list(sampled.notes)
 
     unique = list(dict.fromkeys(sampled.numbers))          # distinct numbers, time order
