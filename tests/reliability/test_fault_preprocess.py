@@ -21,7 +21,7 @@ from fdpkit.cli import main as cli_main
 from fdpkit.data import cache as C
 from fdpkit.data.manifest import COLUMNS, ManifestError
 
-from faultkit import PREPROCESS, blank, encode, face, manifest_row, write_frames, write_manifest_csv
+from faultkit import PREPROCESS, blank, encode, face, manifest_row, read_only, write_frames, write_manifest_csv
 
 CLASSES = ["happiness", "surprise"]
 
@@ -225,3 +225,79 @@ def test_disk_full_on_the_index_is_a_clear_error_and_keeps_the_old_index(faulty,
     assert not [p for p in cache.iterdir() if ".tmp-" in p.name]
     for path in cache.glob("*.npz"):
         io.load_npz(path)
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_cache_that_is_a_file_is_one_line_and_exit_2(faulty, tmp_path, capsys):
+    _, manifest, _, _ = faulty
+    cache = tmp_path / "cache.npz"
+    cache.write_bytes(b"not a folder")
+    for verb, extra in (("preprocess", []), ("loso", ["--out", str(tmp_path / "run")])):
+        assert cli_main([verb, "--manifest", str(manifest), "--cache", str(cache), *extra]) == 2, verb
+        line = _one_line(capsys.readouterr().err)
+        assert line.startswith(f"fdpkit {verb}: cache folder {cache} is a file, not a folder"), line
+    assert cache.read_bytes() == b"not a folder" and sorted(os.listdir(tmp_path)) == ["cache.npz"]
+
+
+def test_read_only_cache_fails_in_one_line_before_any_clip_is_made(faulty, tmp_path, monkeypatch, capsys):
+    _, manifest, _, _ = faulty
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    read_only(monkeypatch, cache)
+    made = []
+    monkeypatch.setattr("fdpkit.data.preprocess_worker.make_clip", lambda task: made.append(task))
+    argv = ["preprocess", "--manifest", str(manifest), "--cache", str(cache), "--frames", "8", "--size", "32"]
+    assert cli_main(argv) == 7
+    assert _one_line(capsys.readouterr().err) == (
+        f"fdpkit preprocess: cannot write into {cache}: {cache} is not writable (permission denied); "
+        "make it writable or choose another output folder")
+    assert not made and os.listdir(cache) == []
+    assert cli_main(argv[:3] + ["--cache", str(cache / "sub")] + argv[5:]) == 7
+    assert f"cannot create the folder {cache / 'sub'}: {cache} is not writable" in capsys.readouterr().err
+
+
+def _copy_clip(rows, clip: str, root):
+    """The clip's frames copied under a new root, and its row pointing there (frames to change)."""
+    import shutil
+
+    row = rows[rows["clip"] == clip].reset_index(drop=True).copy()
+    shutil.copytree(os.path.join(row.loc[0, "root"], row.loc[0, "frame_dir"]), root / row.loc[0, "frame_dir"])
+    row["root"] = str(root)
+    return row, root / row.loc[0, "frame_dir"]
+
+
+def test_a_frame_changed_after_preprocessing_reprocesses_its_clip(faulty, tmp_path):
+    rows, _, _, _ = faulty
+    row, folder = _copy_clip(rows, "EP01_ok", tmp_path / "corpus")
+    cache = tmp_path / "cache"
+    first = C.preprocess(row, cache, progress=False, **PREPROCESS)
+    assert C.preprocess(row, cache, progress=False, **PREPROCESS).iloc[0]["cached"]   # unchanged: reused
+    (folder / "img5.jpg").write_bytes(encode(face(dx=6, dy=4)))                       # the face moved
+    second = C.preprocess(row, cache, progress=False, **PREPROCESS)
+    assert second.iloc[0]["status"] == "ok" and not second.iloc[0]["cached"]
+    assert second.iloc[0]["file"] != first.iloc[0]["file"]
+    changed = io.load_npz(cache / second.iloc[0]["file"])["frames"]
+    assert not np.array_equal(changed, io.load_npz(cache / first.iloc[0]["file"])["frames"])
+    # a clip that now fails (no face in the onset frame) does not stay "ok"
+    (folder / "img1.jpg").write_bytes(encode(blank()))
+    third = C.preprocess(row, cache, lenient=True, progress=False, **PREPROCESS)
+    assert third.iloc[0]["status"] == "failed" and "no face in the onset frame" in third.iloc[0]["reason"]
+    assert C.lookup(cache, row).iloc[0]["status"] == "failed"
+
+
+def test_only_the_frames_read_are_in_the_key(faulty, tmp_path):
+    """official sampling of 8 of 8 frames reads them all; onset-offset sampling of frames 1..4
+    (onset 1, offset 4) never reads frame 8, so changing it keeps that clip's file."""
+    rows, _, _, _ = faulty
+    row, folder = _copy_clip(rows, "EP01_ok", tmp_path / "corpus")
+    row.loc[0, ["onset", "apex", "offset"]] = [1, 2, 4]
+    cache = tmp_path / "cache"
+    first = C.preprocess(row, cache, progress=False, **PREPROCESS)
+    (folder / "img8.jpg").write_bytes(encode(face(dx=6)))
+    again = C.preprocess(row, cache, progress=False, **PREPROCESS)
+    assert again.iloc[0]["cached"] and again.iloc[0]["file"] == first.iloc[0]["file"]

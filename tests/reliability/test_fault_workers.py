@@ -41,3 +41,34 @@ def test_sigkilled_driver_takes_its_fold_workers_with_it():
         for p in workers:  # orphans are no longer our children
             if p.is_running():
                 p.kill()
+
+
+def test_sigkilled_preprocess_driver_takes_its_workers_with_it(tmp_path):
+    """`kill -9` of `fdpkit preprocess --workers 2`: its pool workers must not live on (PPID 1),
+    writing npz files into the cache for minutes."""
+    from faultkit import child_env, face, fdpkit_cmd, manifest_row, write_frames, write_manifest_csv
+
+    root = tmp_path / "corpus"
+    rows = [manifest_row(root, "01", f"EP0{k}", write_frames(root / "sub01" / f"EP0{k}", [face(dx=d) for d in range(8)]))
+            for k in range(6)]
+    manifest = write_manifest_csv(tmp_path / "manifest.csv", rows, ["happiness"])
+    driver = subprocess.Popen(fdpkit_cmd("preprocess", "--manifest", manifest, "--cache", tmp_path / "cache",
+                                         "--workers", "2", "--lenient"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env())
+    workers = []
+    try:
+        proc = psutil.Process(driver.pid)
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(0.05)
+            workers = _spawned_workers(proc)
+        assert len(workers) == 2, "the driver never started its two workers"
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        _, alive = psutil.wait_procs(workers, timeout=60)
+        assert not alive, f"workers outlived their killed driver: {[p.pid for p in alive]}"
+    finally:
+        driver.kill()
+        for p in workers:
+            if p.is_running():
+                p.kill()
