@@ -367,8 +367,21 @@ def explain_records(model, records: list[dict], methods, ig_steps: int = 32, **e
     return records
 
 
+def region_verdict(share: float, chance: float, above: int, clips: int) -> str:
+    """'better than chance' when the mean share inside the region exceeds the region's area share
+    and more than half of the clips do; else 'FAILS: ...'."""
+    if not np.isfinite(share):
+        return "FAILS: no attribution at all"
+    if share > chance and above * 2 > clips:
+        return "better than chance"
+    return "FAILS: no better than a uniform map"
+
+
 def region_table(records: list[dict], regions, methods) -> "pd.DataFrame":
-    """Mean `region_scores` over clips per method (+ the GRA roll-out when present)."""
+    """Per method (+ the GRA roll-out when present): the mean `region_scores` over clips, the
+    number of clips whose share inside the region (within the face) beats the region's area share
+    (chance: what a uniform map scores), the ratio of the two means (``lift``) and a verdict
+    (`region_verdict`)."""
     import pandas as pd
 
     rows = []
@@ -377,6 +390,11 @@ def region_table(records: list[dict], regions, methods) -> "pd.DataFrame":
                   for r, masks in zip(records, regions)
                   if method != "attention_rollout" or r.get("attention") is not None]
         if scores:
-            rows.append({"method": method, "clips": len(scores),
-                         **pd.DataFrame(scores).mean().to_dict()})
+            frame = pd.DataFrame(scores)
+            mean = frame.mean().to_dict()
+            above = int((frame["attribution_share_face"] > frame["area_share_face"]).sum())
+            rows.append({"method": method, "clips": len(scores), **mean, "clips_above_chance": above,
+                         "lift": mean["attribution_share_face"] / max(mean["area_share_face"], 1e-12),
+                         "verdict": region_verdict(mean["attribution_share_face"], mean["area_share_face"],
+                                                   above, len(scores))})
     return pd.DataFrame(rows)

@@ -22,7 +22,8 @@ import pandas as pd
 
 from fdpkit.executors import auto_jobs
 from fdpkit.notebook_params import (ABLATIONS, DEFAULT_ABLATIONS, SMOKE_ABLATIONS, SMOKE_BANNER,  # noqa: F401
-                                    SMOKE_LIMITS, ParameterError, Params, check_parameters, smoke_mode)
+                                    SMOKE_LIMITS, ParameterError, Params, check_parameters, smoke_mode,
+                                    text_progress_when_headless)
 from fdpkit.viz.records import (attribution_records, clip_records, comparison_table, fold_subjects,  # noqa: F401
                                 load_fold_model, mean_face, pooled_table, rank_profiles, region_table,
                                 results_table, sample_rows, train_log)
@@ -93,7 +94,7 @@ def preprocess(p: Params, manifest, frames: int | None = None, quiet: bool = Fal
     folder = cache_dir(p.work_dir, None if frames is None else frames)
     report = run(manifest, folder, frames=t, size=p.get("size", 64), align=p.get("align", "once"),
                  sampling=p.get("sampling", "onset-offset"), workers=p.get("workers", 1),
-                 lenient=p.get("lenient", False), progress=False)
+                 lenient=p.get("lenient", False), progress=not quiet)
     if not quiet:
         print(f"preprocess: {summary_line(report)} in {report.attrs['seconds']:.1f} s -> {folder}")
     return report
@@ -163,13 +164,24 @@ def run(p: Params, data: Data, name: str, model: str = "fdp", folds=None, overri
                 batch_size=p.get("batch_size") or None, folds=folds, selection=p.get("selection", "fixed_steps"),
                 executor=p.get("executor", "local"),
                 jobs=auto_jobs(p.get("jobs", 0)),
-                overrides={**data.model_overrides(), **(overrides or {})}, progress=False, verbose=not quiet)
+                overrides={**data.model_overrides(), **(overrides or {})}, progress=not quiet, verbose=not quiet)
     out = run_dir(p.work_dir, name)
     try:
         return run_loso(data.manifest_path, data.cache_dir, out, **args)
     except RunConfigMismatch as error:
-        print(f"runs/{name}: {error}\n  -> replacing it with a run of the current parameters")
+        print(replacing_message(name, str(error)))
         return run_loso(data.manifest_path, data.cache_dir, out, force=True, **args)
+
+
+def replacing_message(name: str, error: str) -> str:
+    """The notebook's sentence for a run folder made with other parameters (the runner's message
+    speaks to the command line)."""
+    import re
+
+    found = re.search(r"differs in: (.*)\);", error)
+    changed = f" ({found.group(1)})" if found else ""
+    return (f"The run in runs/{name} was made with other parameters{changed}. Its results are discarded and "
+            "the run starts again with the parameters of this notebook; give the run another name to keep both.")
 
 
 def reuse_folds(source, target, subjects=None) -> int:
@@ -197,6 +209,50 @@ def reuse_folds(source, target, subjects=None) -> int:
     if copied and not (target / "config.json").exists():
         shutil.copy2(source / "config.json", target / "config.json")
     return copied
+
+
+def parameter_table(model) -> pd.DataFrame:
+    """Parameters per top-level module of a model (and the total), as `fdpkit model-info` counts them."""
+    rows = [{"module": name, "parameters": sum(p.numel() for p in module.parameters())}
+            for name, module in model.named_children()]
+    rows.append({"module": "total", "parameters": sum(p.numel() for p in model.parameters())})
+    return pd.DataFrame(rows)
+
+
+def fold_split(data: Data, subject: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training rows, held-out rows) of the LOSO fold that holds out ``subject``."""
+    held_out = data.rows["subject_uid"].astype(str) == str(subject)
+    return data.rows[~held_out].reset_index(drop=True), data.rows[held_out].reset_index(drop=True)
+
+
+def predictions_table(probs, labels, clip_uids, classes) -> pd.DataFrame:
+    """One row per clip: true and predicted class and the predicted class's probability."""
+    probs = np.asarray(probs)
+    pred = probs.argmax(axis=1)
+    return pd.DataFrame({"clip_uid": list(clip_uids), "true": [classes[int(i)] for i in labels],
+                         "predicted": [classes[int(i)] for i in pred], "p(predicted)": probs.max(axis=1).round(3)})
+
+
+RUNS_FOR_ATTRIBUTION = ("fdp", "fdp-one-fold")  # 03's full LOSO first, then 02's fold
+
+
+def pick_run(p: Params, quiet: bool = False) -> Path:
+    """The run folder 05 explains: ``p.run`` when given, else the first of `RUNS_FOR_ATTRIBUTION`
+    with a finished fold (03's full LOSO, else 02's one fold); says which. ParameterError when
+    there is none, naming what to run."""
+    names = [p.run] if p.get("run") else list(RUNS_FOR_ATTRIBUTION)
+    for name in names:
+        folder = run_dir(p.work_dir, name)
+        if (folder / "config.json").exists() and fold_subjects(folder):
+            if not quiet:
+                print(f"Explaining the models of runs/{name} ({len(fold_subjects(folder))} finished "
+                      f"fold{'s' if len(fold_subjects(folder)) > 1 else ''}) in {folder}.")
+            return folder
+    if p.get("run"):
+        raise ParameterError(f"parameter 'run' = {p.run!r}: {run_dir(p.work_dir, p.run)} has no finished fold; "
+                             "leave run empty to use the run that exists, or train it first")
+    raise ParameterError(f"No trained run in {run_dir(p.work_dir, '')}: run 02_train (one fold) or 03_loso "
+                         "(every fold) with the same work_dir first.")
 
 
 # ------------------------------------------------------------------------ ablations
@@ -252,7 +308,8 @@ def run_ablations(p: Params, data: Data, grid, folds, quiet: bool = False) -> pd
 
 __all__ = ["ParameterError", "Params", "Data", "check_parameters", "smoke_mode", "SMOKE_BANNER",
            "manifest_path", "cache_dir", "run_dir", "build_manifest", "preprocess", "load_data",
-           "manifest_tables", "pick_folds", "run", "reuse_folds", "comparison_table", "pooled_table",
+           "manifest_tables", "pick_folds", "run", "reuse_folds", "replacing_message", "parameter_table",
+           "fold_split", "predictions_table", "pick_run", "RUNS_FOR_ATTRIBUTION", "comparison_table", "pooled_table",
            "ABLATIONS", "DEFAULT_ABLATIONS", "ablation_grid", "run_ablations", "clip_records",
            "attribution_records", "load_fold_model", "fold_subjects", "train_log", "results_table",
            "rank_profiles", "mean_face", "region_table", "sample_rows"]

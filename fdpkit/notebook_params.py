@@ -160,6 +160,7 @@ def check_parameters(dataset="synthme", root="", annotations="", protocol="", wo
             values["jobs"] = 1  # no process pool for a few steps
         if "ablations" in values:
             values["ablations"] = [a for a in values["ablations"] if a in SMOKE_ABLATIONS] or values["ablations"][:2]
+    text_progress_when_headless()
     p = Params(dataset=dataset, root=str(root_path), annotations=annotations or None,
                protocol=protocol or None, work_dir=str(work), smoke=smoke, notebook=notebook, **values)
     if smoke and not quiet:
@@ -173,12 +174,27 @@ def check_parameters(dataset="synthme", root="", annotations="", protocol="", wo
     return p
 
 
+def text_progress_when_headless() -> bool:
+    """In a kernel nobody watches (papermill, nbval, FDPKIT_SMOKE / FDPKIT_HEADLESS), make
+    ``tqdm.auto`` the plain text bar: a widget bar would be saved as its first frame ("0%") in the
+    executed notebook and its widget messages can stall the runner. Returns True when switched."""
+    from fdpkit.viz.widgets import headless
+
+    if not headless():
+        return False
+    import tqdm.auto
+    import tqdm.std
+
+    tqdm.auto.tqdm, tqdm.auto.trange = tqdm.std.tqdm, tqdm.std.trange
+    return True
+
+
 def ensure_synthme(root: Path, smoke: bool = False, quiet: bool = False) -> Path:
     """Generate the default SynthME into ``root`` unless it is already there."""
     from fdpkit.data.synthme import generate_synthme
 
     kwargs = dict(SMOKE_SYNTHME) if smoke else {}
-    summary = generate_synthme(root, **kwargs)
+    summary = generate_synthme(root, progress=not quiet, **kwargs)
     if not quiet and summary["status"] != "already present":
         print(f"SynthME generated in {summary['seconds']:.1f} s: {root} ({summary['n_clips']} clips)")
     return Path(root)

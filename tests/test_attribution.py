@@ -142,3 +142,20 @@ def test_occlusion_and_saliency_shapes(model, clip):
     assert A.saliency(model, clip, target=0).shape == clip.shape
     with pytest.raises(ValueError, match="unknown attribution method"):
         A.attribute(model, clip, "lime")
+
+
+def test_region_table_names_methods_that_fail_the_chance_check():
+    """A map concentrated in the region beats chance; a uniform map only equals it and fails."""
+    t, size = 4, 16
+    region = np.zeros((t, size, size), bool)
+    region[:, 4:8, 4:8] = True
+    face = np.ones((t, size, size), bool)
+    inside = np.where(region, 1.0, 0.05)
+    records = [{"maps": {"focused": inside, "uniform": np.ones((t, size, size))}, "attention": None}
+               for _ in range(3)]
+    table = A.region_table(records, [(region, face)] * 3, ["focused", "uniform"]).set_index("method")
+    assert table.loc["focused", "verdict"] == "better than chance" and table.loc["focused", "clips_above_chance"] == 3
+    assert table.loc["uniform", "attribution_share_face"] == pytest.approx(table.loc["uniform", "area_share_face"])
+    assert table.loc["uniform", "verdict"].startswith("FAILS") and table.loc["uniform", "lift"] == pytest.approx(1.0)
+    assert A.region_verdict(float("nan"), 0.2, 0, 3).startswith("FAILS")
+    assert A.region_verdict(0.5, 0.2, 1, 3).startswith("FAILS")  # most clips below chance

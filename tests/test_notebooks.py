@@ -3,6 +3,8 @@ non-default parameters through the report builder on a tiny SynthME, and a bad p
 in the first cell."""
 
 import json
+
+import numpy as np
 import re
 
 import nbformat
@@ -115,3 +117,59 @@ def test_report_runs_every_notebook_with_non_default_parameters(smoke, tiny_synt
     assert summary["n_subjects"] == 2  # smoke: 2 folds
     grid = (out / "work" / "runs" / "ablations" / "grid.csv").read_text()
     assert "frames-4" in grid and (out / "work" / "cache-T4" / "index.csv").exists()
+
+
+def _fake_run(folder, subjects, finished):
+    from fdpkit.folds import fold_dirname
+    from fdpkit.io import write_json
+
+    write_json(folder / "config.json", {"folds": subjects})
+    for subject in finished:
+        write_json(folder / "folds" / fold_dirname(subject) / "metrics.json", {})
+
+
+def test_05_uses_the_run_that_exists_and_says_which(tmp_path, capsys):
+    p = nb.Params(work_dir=str(tmp_path), run="")
+    with pytest.raises(nb.ParameterError, match="run 02_train .* or 03_loso"):
+        nb.pick_run(p)
+    (nb.run_dir(tmp_path, "fdp-one-fold") / "folds").mkdir(parents=True)
+    _fake_run(nb.run_dir(tmp_path, "fdp-one-fold"), ["synthme/01"], ["synthme/01"])
+    assert nb.pick_run(p) == nb.run_dir(tmp_path, "fdp-one-fold")  # after 01 -> 02 only
+    assert "runs/fdp-one-fold (1 finished fold)" in capsys.readouterr().out
+    (nb.run_dir(tmp_path, "fdp") / "folds").mkdir(parents=True)
+    _fake_run(nb.run_dir(tmp_path, "fdp"), ["synthme/01", "synthme/02"], [])
+    assert nb.pick_run(p, quiet=True) == nb.run_dir(tmp_path, "fdp-one-fold")  # 03 has no finished fold yet
+    _fake_run(nb.run_dir(tmp_path, "fdp"), ["synthme/01", "synthme/02"], ["synthme/02"])
+    assert nb.pick_run(p, quiet=True) == nb.run_dir(tmp_path, "fdp")
+    with pytest.raises(nb.ParameterError, match="'run' = 'other'"):
+        nb.pick_run(nb.Params(work_dir=str(tmp_path), run="other"))
+
+
+def test_replacing_a_run_is_a_sentence_without_cli_flags():
+    error = ("/w/runs/fdp holds a run made with another config (differs in: train.steps (60 -> 30)); "
+             "use another --out, or --force to discard its results and start again")
+    text = nb.replacing_message("fdp", error)
+    assert "--" not in text and "->" not in text.replace("(60 -> 30)", "")
+    assert text.startswith("The run in runs/fdp was made with other parameters (train.steps (60 -> 30)).")
+
+
+def test_notebook_parts_for_the_02_lesson(tmp_path):
+    import torch
+
+    from fdpkit.model import build_model
+
+    model = build_model("tiny", num_classes=5)
+    table = nb.parameter_table(model).set_index("module")["parameters"]
+    assert table["total"] == sum(p.numel() for p in model.parameters()) == table.drop("total").sum()
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    predictions = nb.predictions_table(probs, [0, 1], ["a/1", "a/2"], ["x", "y", "z"])
+    assert predictions["predicted"].tolist() == ["x", "z"] and predictions["true"].tolist() == ["x", "y"]
+
+
+def test_headless_kernels_get_text_progress_bars(monkeypatch):
+    import tqdm.auto
+    import tqdm.std
+
+    monkeypatch.setenv("FDPKIT_HEADLESS", "1")
+    monkeypatch.setattr(tqdm.auto, "tqdm", object)
+    assert nb.text_progress_when_headless() and tqdm.auto.tqdm is tqdm.std.tqdm

@@ -340,9 +340,9 @@ def _overlay(ax, face, heat, alpha: float, title: str = "", scale=None):
     heat = np.abs(np.asarray(heat, dtype=float))
     low, high = scale if scale is not None else _scale(heat)
     mappable = ScalarMappable(Normalize(low, high), cmap="turbo")
-    note = map_note(heat)
-    if note:
-        ax.text(0.5, 0.5, note.split(":")[0], transform=ax.transAxes, ha="center", va="center", fontsize=7,
+    kind = map_kind(heat)
+    if kind:
+        ax.text(0.5, 0.5, kind, transform=ax.transAxes, ha="center", va="center", fontsize=7,
                 color="white", bbox={"facecolor": "black", "alpha": 0.6, "pad": 2})
         return mappable
     level = np.clip((heat - low) / max(high - low, 1e-12), 0, 1)
@@ -491,7 +491,7 @@ def attribution_view(record: dict, method: str, frame: int | None = None, alpha:
     units = MAP_UNITS.get(method, "|attribution|")
     note = map_note(raw[frame])
     shown = _overlay(axes[0], record["frames"][frame], raw[frame] if note else maps[frame], alpha,
-                     f"{method}, frame {name}" + (f"\n{note.split(':')[0]}" if note else ""), _scale(maps))
+                     f"{method}, frame {name}" + (f"\n{map_kind(raw[frame])}" if note else ""), _scale(maps))
     _colorbar(fig, shown, axes[0], units)
     summed = _overlay(axes[1], record["frames"][0], maps.sum(axis=0), alpha, "all frames (sum)")
     _colorbar(fig, summed, axes[1], units)

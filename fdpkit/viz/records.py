@@ -22,7 +22,8 @@ def fold_subjects(run_folder) -> list[str]:
     from fdpkit.io import read_json
 
     if not (Path(run_folder) / "config.json").exists():
-        raise FileNotFoundError(f"{run_folder}: no run there yet (run 02_train / 03_loso first)")
+        raise FileNotFoundError(f"There is no run in {run_folder} yet: run 02_train (one fold) or 03_loso "
+                                "(every fold) with the same work_dir first.")
     config = read_json(Path(run_folder) / "config.json")
 
     return [s for s in config["folds"]
@@ -72,23 +73,32 @@ def clip_records(model, data, rows: pd.DataFrame) -> list[dict]:
 
 
 def attribution_records(p, data, run_folder, methods, max_folds: int = 2,
-                        n_clips: int = 8) -> list[dict]:
+                        n_clips: int = 8, progress: bool = True) -> list[dict]:
     """Held-out clips of up to ``max_folds`` finished folds (spread over the subjects), each
-    explained by its own fold's model (`fdpkit.attribution.explain_records`)."""
+    explained by its own fold's model (`fdpkit.attribution.explain_records`); a tqdm bar over
+    the clips when ``progress``."""
+    from tqdm.auto import tqdm
+
     from fdpkit.attribution import explain_records
 
     subjects = fold_subjects(run_folder)
     if not subjects:
-        raise RuntimeError(f"{run_folder}: no finished fold (run 02_train or 03_loso first)")
+        raise RuntimeError(f"There is no finished fold in {run_folder} yet: run 02_train (one fold) or "
+                           "03_loso (every fold) with the same work_dir first.")
     picks = dict.fromkeys(np.linspace(0, len(subjects) - 1, max_folds).round().astype(int).tolist())
     subjects = [subjects[i] for i in picks]
-    out = []
+    plan = []
     for i, subject in enumerate(subjects):
         n = max(1, n_clips // len(subjects) + (i < n_clips % len(subjects)))
-        model = load_fold_model(run_folder, subject)
-        records = clip_records(model, data, sample_rows(data.rows[data.rows["subject_uid"] == subject], n,
-                                                         p.get("seed", 0)))
-        out.extend(explain_records(model, records, methods, p.get("ig_steps", 32), fold=subject))
+        plan.append((subject, sample_rows(data.rows[data.rows["subject_uid"] == subject], n, p.get("seed", 0))))
+    out = []
+    with tqdm(total=sum(len(rows) for _, rows in plan), desc="attribution", unit="clip",
+              disable=not progress) as bar:
+        for subject, rows in plan:
+            model = load_fold_model(run_folder, subject)
+            out.extend(explain_records(model, clip_records(model, data, rows), methods, p.get("ig_steps", 32),
+                                       fold=subject))
+            bar.update(len(rows))
     return out
 
 
