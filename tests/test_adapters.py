@@ -127,7 +127,7 @@ def test_synthme_reads_through_casme2_path(tmp_path):
 
 
 def test_composite_namespaces_subjects_and_excludes_megc_clips(tmp_path):
-    rows = [*V.CASME2_ROWS, (4, "EP12_01f", 3, 5, 8, "4", "disgust")]
+    rows = [*V.CASME2_ROWS, (4, "EP12_01f", 261, "/", 321, "4", "disgust")]   # apex '/' as in the public sheets
     casme2 = V.make_casme2(tmp_path / "c2", rows=rows)
     manifest, skipped, summary = build_composite([("casme2", casme2, None), ("samm", V.make_samm(tmp_path / "s"))])
     assert manifest.classes == ["negative", "positive", "surprise"]
@@ -172,8 +172,14 @@ def _empty(path):
 BAD_ROWS = {  # name: (row edit or folder edit, sheet row, subject, clip, message)
     "missing folder": (lambda root: _rm(root / "sub02" / "EP06_01f"), 5, "02", "EP06_01f", "does not exist"),
     "no frames": (lambda root: _empty(root / "sub02" / "EP06_01f"), 5, "02", "EP06_01f", "holds no frame images"),
-    "missing frame": (lambda root: (root / "sub02" / "EP01_11f" / "img7.jpg").unlink(), 4, "02", "EP01_11f",
-                      "frame(s) 7 between onset and offset are missing"),
+    "missing apex frame": (lambda root: (root / "sub02" / "EP01_11f" / "img6.jpg").unlink(), 4, "02", "EP01_11f",
+                           "apex frame 6 missing in sub02/EP01_11f"),
+    "missing onset frame": (lambda root: (root / "sub02" / "EP01_11f" / "img3.jpg").unlink(), 4, "02", "EP01_11f",
+                            "onset frame 3 missing in sub02/EP01_11f"),
+    "too many missing frames": (lambda root: [(root / "sub01" / "EP02_01f" / f"img{n}.jpg").unlink()
+                                              for n in (11, 12, 13)], 2, "01", "EP02_01f",
+                                "frame(s) 11, 12, 13 between onset and offset are missing in sub01/EP02_01f: 3 of 11, "
+                                "more than 1/4 of the clip"),
     "mixed names": (lambda root: V.write_frames(root / "sub01" / "EP02_01f", [12], "reg_img{}.jpg"), 2, "01",
                     "EP02_01f", "both have number 12"),
     "out of order": ({2: (1, "EP02_01f", 10, 22, 20, "12", "happiness")}, 2, "01", "EP02_01f",
@@ -182,7 +188,24 @@ BAD_ROWS = {  # name: (row edit or folder edit, sheet row, subject, clip, messag
                        "outside the frames on disk 1..11"),
     "unknown emotion": ({6: (3, "EP08_04", 2, 5, 8, "4", "anger")}, 6, "03", "EP08_04", "unknown emotion 'anger'"),
     "duplicate clip": ({3: (1, "EP02_01f", 10, 14, 20, "12", "disgust")}, 3, "01", "EP02_01f",
-                       "duplicate clip id casme2/01/EP02_01f (sheet rows 2, 3)"),
+                       "duplicate clip id casme2/01/EP02_01f (sheet rows 2, 3"),
+    "duplicate clip in another case": ({3: (1, "ep02_01F", 10, 14, 20, "12", "disgust")}, 3, "01", "ep02_01F",
+                                       "duplicate clip id casme2/01/EP02_01f = casme2/01/ep02_01F (sheet rows 2, 3; ids are compared "
+                                       "ignoring case)"),
+    "duplicate clip with a trailing /.": ({3: (1, "EP02_01f/.", 10, 14, 20, "12", "disgust")}, 3, "01", "EP02_01f",
+                                          "duplicate clip id casme2/01/EP02_01f (sheet rows 2, 3"),
+    "absolute file name": ({3: (1, "/etc/EP03_02", 5, "/", 12, "4+9", "disgust")}, 3, "01", "/etc/EP03_02",
+                           "Filename '/etc/EP03_02' is an absolute path"),
+    "file name with ..": ({3: (1, "../../EP03_02", 5, "/", 12, "4+9", "disgust")}, 3, "01", "../../EP03_02",
+                          "Filename '../../EP03_02' contains '..'"),
+    "negative offset": ({5: (2, "EP06_01f", 4, 7, -5, "1+2", "surprise")}, 5, "02", "EP06_01f",
+                        "offset '-5' is negative"),
+    "exponent frame number": ({5: (2, "EP06_01f", "1e1", 7, 11, "1+2", "surprise")}, 5, "02", "EP06_01f",
+                              "onset '1e1' is not a frame number (ASCII digits only)"),
+    "underscore frame number": ({5: (2, "EP06_01f", "1_0", 7, 11, "1+2", "surprise")}, 5, "02", "EP06_01f",
+                                "onset '1_0' is not a frame number (ASCII digits only)"),
+    "arabic-indic frame number": ({5: (2, "EP06_01f", "\u0664", 7, 11, "1+2", "surprise")}, 5, "02", "EP06_01f",
+                                  "onset '\u0664' is not a frame number (ASCII digits only)"),
     "bad frame number": ({5: (2, "EP06_01f", "4a", 7, 11, "1+2", "surprise")}, 5, "02", "EP06_01f",
                          "onset '4a' is not a frame number"),
 }
@@ -212,7 +235,8 @@ def test_strict_mode_names_row_and_problem(tmp_path, case):
     assert message in text
 
 
-@pytest.mark.parametrize("case", ["missing folder", "unknown emotion", "duplicate clip", "mixed names"])
+@pytest.mark.parametrize("case", ["missing folder", "unknown emotion", "duplicate clip", "mixed names",
+                                  "duplicate clip in another case", "absolute file name", "file name with .."])
 def test_lenient_mode_skips_rows_with_reason_and_counts_reconcile(tmp_path, case):
     _, sheet_row, subject, clip, message = BAD_ROWS[case]
     manifest, skipped, summary = build_manifest("casme2", _bad_corpus(tmp_path, case), lenient=True)
@@ -258,28 +282,40 @@ def fixes_dir(tmp_path, monkeypatch):
     return write
 
 
-def test_fixes_applied_logged_and_recorded(tmp_path, fixes_dir, caplog):
-    fixes_dir("01,EP02_01f,,offset,20,19,offset one frame late (test)",
-              ",,1,apex,missing,9,apex from optical flow (test),CASME2-coding-*",
-              ",,0,aus,12,12+25,never applied: other edition,CASME2-coding-updated*",
-              ",,4,onset,*,3,source did not record the old value (test),")
+def test_fixes_applied_by_natural_key_logged_and_recorded(tmp_path, fixes_dir, caplog):
+    fixes_dir("01,EP02_01f,,offset,20,19,offset one frame late (test),test source,",
+              "01,ep03_02,,apex,missing,9,apex from optical flow (test),test source,CASME2-coding-*",
+              "02,EP01_11f,,aus,14,14+25,never applied: other edition,test source,CASME2-coding-updated*")
     with caplog.at_level(logging.INFO, logger="fdpkit"):
         manifest, _, summary = build_manifest("casme2", V.make_casme2(tmp_path / "c"))
     rows = by_clip(manifest)
     assert rows.loc["EP02_01f", "offset"] == 19
     assert rows.loc["EP02_01f", "fixes"] == "offset 20->19 (offset one frame late (test))"
-    assert rows.loc["EP03_02", "apex"] == 9 and rows.loc["EP03_02", "apex_estimated"]
+    assert rows.loc["EP03_02", "apex"] == 9 and rows.loc["EP03_02", "apex_estimated"]   # clip compared ignoring case
     assert rows.loc["EP03_02", "fixes"] == "apex missing->9 (apex from optical flow (test))"
-    assert rows.loc["EP08_04", "onset"] == 3
-    logged = [r for r in caplog.records if " fix (fixes/casme2.csv" in r.getMessage()]
-    assert len(logged) == 3 and "row 2 (subject 01, clip EP02_01f)" in logged[0].getMessage()
-    assert logged[2].levelno == logging.WARNING and "not verified" in logged[2].getMessage()
+    logged = [r.getMessage() for r in caplog.records if " fix (fixes/casme2.csv" in r.getMessage()]
+    assert len(logged) == 2 and "row 2 (subject 01, clip EP02_01f)" in logged[0] and "[source: test source]" in logged[0]
     source = summary["sources"]["casme2"]
-    assert summary["fixes_applied"] == 3 and source["fixes_other_edition"] == 1 and source["fixes_unverified"] == 1
+    assert summary["fixes_applied"] == 2 and source["fixes_other_edition"] == 1 and source["fixes_not_in_sheet"] == 0
 
 
-def test_fix_with_mismatched_old_is_an_error(tmp_path, fixes_dir):
-    fixes_dir("01,EP02_01f,,offset,21,19,offset one frame late (test)")
+def test_fixes_follow_their_clip_when_the_sheet_is_reordered_or_trimmed(tmp_path, fixes_dir, caplog):
+    """The failure #14 describes: a fix keyed by row position lands on another clip when the rows
+    are ordered differently, and a trimmed sheet was refused outright."""
+    fixes_dir("02,EP06_01f,,offset,11,10,offset one frame late (test),test source,",
+              "09,EP99_01,,onset,3,4,a clip this copy does not hold (test),test source,")
+    reordered = list(reversed(V.CASME2_ROWS))[:4]            # another order, and only four of the six rows
+    with caplog.at_level(logging.INFO, logger="fdpkit"):
+        manifest, _, summary = build_manifest("casme2", V.make_casme2(tmp_path / "c", rows=reordered))
+    rows = by_clip(manifest)
+    assert rows.loc["EP06_01f", "offset"] == 10 and "offset 11->10" in rows.loc["EP06_01f", "fixes"]
+    assert (rows["fixes"] != "").sum() == 1
+    assert "fix for casme2/09/EP99_01 not applied: row not in this sheet" in caplog.text
+    assert summary["sources"]["casme2"]["fixes_not_in_sheet"] == 1
+
+
+def test_fix_with_mismatched_old_is_an_error_naming_both_values(tmp_path, fixes_dir):
+    fixes_dir("01,EP02_01f,,offset,21,19,offset one frame late (test),test source,")
     root = V.make_casme2(tmp_path / "c")
     with pytest.raises(AdapterError, match=r"row 2 \(subject 01, clip EP02_01f\): fixes/casme2.csv line 2 "
                                            r"expects offset '21' but the sheet has '20'"):
@@ -288,16 +324,39 @@ def test_fix_with_mismatched_old_is_an_error(tmp_path, fixes_dir):
     assert "EP02_01f" not in set(manifest.rows["clip"]) and "expects offset" in skipped.reason.iloc[0]
 
 
-def test_fix_matching_no_row_is_an_error(tmp_path, fixes_dir):
-    fixes_dir("09,EP99_01,,onset,3,4,no such clip (test)")
-    with pytest.raises(AdapterError, match="no row of CASME2-coding-test.xlsx matches subject 09 clip EP99_01"):
+@pytest.mark.parametrize("line, message", [
+    ("01,EP02_01f,,onset,10,ten,not a number,test source,", "line 2: new value 'ten' for onset"),
+    ("01,EP02_01f,,onset,*,9,wildcard old,test source,", "line 2: 'old' is '\\*'"),
+    ("01,EP02_01f,,onset,,9,no old,test source,", "line 2: 'old' is ''"),
+    (",,,onset,10,9,no key,test source,", "line 2: 'subject' is empty"),
+    ("01,EP02_01f,,onset,10,9,no source,,", "line 2: 'source' is empty"),
+])
+def test_malformed_fixes_file(tmp_path, fixes_dir, line, message):
+    fixes_dir(line)
+    with pytest.raises(P.ProtocolError, match=message):
         build_manifest("casme2", V.make_casme2(tmp_path / "c"))
 
 
-def test_malformed_fixes_file(tmp_path, fixes_dir):
-    fixes_dir("01,EP02_01f,,onset,10,ten,not a number")
-    with pytest.raises(P.ProtocolError, match="line 2: new value 'ten' for onset"):
+def test_row_index_keyed_fixes_are_refused(tmp_path, fixes_dir):
+    fixes_dir()
+    path = P.fixes_path("casme2")
+    path.write_text("subject,clip,data_index,field,old,new,reason,sheet\n,,1,apex,missing,9,x,\n")
+    with pytest.raises(P.ProtocolError, match="keyed by 'data_index'"):
         build_manifest("casme2", V.make_casme2(tmp_path / "c"))
+
+
+def test_casme3_fix_keyed_by_onset_where_a_file_name_repeats(tmp_path, monkeypatch):
+    """Shipped fixes of CAS(ME)^3 rows spNO.40 e (five expressions in one video) hit only the rows
+    with the onset they name (values from the public v2 sheet, muse1998/MMNet)."""
+    rows = [("spNO.40", "e", 1731, 1736, 1749, "L14", "VII", "others"),
+            ("spNO.40", "e", 1812, 1824, 0, "18", "VII", "others"),
+            ("spNO.40", "e", 2327, 2363, 0, "14", "VII", "others")]
+    root = V.make_casme3(tmp_path, rows=rows, n_frames=2500)
+    manifest, _, summary = build_manifest("casme3", root)
+    got = manifest.rows.set_index("clip")
+    assert (got.loc["e_1812", "offset"], got.loc["e_2327", "offset"], got.loc["e_1731", "offset"]) == (1845, 2403, 1749)
+    assert got.loc["e_1731", "fixes"] == "" and summary["fixes_applied"] == 2
+    assert summary["sources"]["casme3"]["fixes_not_in_sheet"] == len(P.load_fixes("casme3")) - 2
 
 
 # ---------------------------------------------------------------------------- shipped data
@@ -308,9 +367,9 @@ def test_shipped_protocols_and_fixes_are_well_formed():
     for dataset, default in [("casme2", "casme2_5class"), ("samm", "samm_5class"), ("casme_sq", "casme_sq_4class"),
                              ("casme3", "casme3_7class"), ("synthme", "synthme_5class")]:
         assert P.default_protocol(dataset).name == default
-        for fix in P.load_fixes(dataset):   # index-keyed fixes must name the edition they index
-            assert fix.reason and (fix.subject or fix.sheet), fix
-    assert len(P.load_fixes("casme2")) == 22 and len(P.load_fixes("samm")) == 4
+        for fix in P.load_fixes(dataset):   # natural key, a verifiable old value, a cited source
+            assert fix.subject and fix.clip and fix.reason and fix.source and fix.old not in ("", "*"), fix
+    assert [len(P.load_fixes(d)) for d in ("casme2", "samm", "casme3", "casme_sq")] == [1, 2, 7, 0]
     assert P.load_protocol("composite_3class").datasets == ["casme2", "casme3", "casme_sq", "samm"]
 
 
@@ -334,9 +393,10 @@ def test_cli_end_to_end(tmp_path, capsys):
 def test_cli_bad_row_strict_and_lenient(tmp_path, capsys):
     root, out = _bad_corpus(tmp_path / "c", "unknown emotion"), tmp_path / "m.csv"
     args = ["manifest", "--dataset", "casme2", "--root", str(root), "--out", str(out)]
-    assert main(args) == 1
+    assert main(args) == 2                                   # bad input (fdpkit.errors)
     err = capsys.readouterr().err
     assert "row 6 (subject 03, clip EP08_04): unknown emotion 'anger'" in err and not out.exists()
+    assert "\nfdpkit manifest: casme2: 1 bad row(s)" in err and "Traceback" not in err
     assert main([*args, "--lenient", "--protocol", "casme2_3class"]) == 0
     skipped = pd.read_csv(skipped_path(out))
     assert set(skipped.status) == {"skipped", "excluded"} and read_manifest(out).summary["rows_skipped"] == 1

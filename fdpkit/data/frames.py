@@ -1,16 +1,19 @@
-"""Map a clip folder's frame files to frame numbers: the digits at the end of each file name."""
+"""Map a clip folder's frame files to frame numbers: the ASCII digits at the end of each file name."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
+from typing import Iterable
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
-_TRAILING_DIGITS = re.compile(r"(\d+)$")
+_TRAILING_DIGITS = re.compile(r"([0-9]+)$")   # ASCII only: `\d` would also take Arabic-Indic digits
 
 
 def frame_number(path: str | Path) -> int | None:
-    """`img46.jpg` -> 46, `reg_img46.jpg` -> 46, `006_05562.jpg` -> 5562, `12.png` -> 12."""
+    """`img46.jpg` -> 46, `reg_img46.jpg` -> 46, `img046.jpg` -> 46, `006_05562.jpg` -> 5562,
+    `12.png` -> 12; None without trailing ASCII digits."""
     match = _TRAILING_DIGITS.search(Path(path).stem)
     return int(match.group(1)) if match else None
 
@@ -50,3 +53,15 @@ def unindexed_files(folder: str | Path) -> dict[int, Path]:
         if number is not None:
             out.setdefault(number, path)
     return dict(sorted(out.items()))
+
+
+def links_outside(files: Iterable[Path], root: Path) -> list[tuple[str, Path]]:
+    """(name, resolved target) of each file that is a symlink resolving outside `root` (already
+    resolved): frame files must live under the dataset root like their folders."""
+    out = []
+    for path in files:
+        if os.path.islink(path):
+            target = Path(os.path.realpath(path))
+            if root not in target.parents:
+                out.append((Path(path).name, target))
+    return out

@@ -10,19 +10,21 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from fdpkit import __version__
+from fdpkit.errors import BadInput
 from fdpkit.io import CorruptFileError, read_json, sha256_bytes, write_json, write_text
 
 COLUMNS = (
     "dataset", "subject", "subject_uid", "clip", "clip_uid", "root", "frame_dir",
     "first_frame", "last_frame", "n_frames", "onset", "apex", "offset", "apex_estimated",
-    "emotion", "label", "aus", "fixes",
+    "emotion", "label", "aus", "fixes", "notes",
 )
+OPTIONAL_COLUMNS = ("notes",)   # absent from manifests written before it existed: read as empty
 INT_COLUMNS = ("first_frame", "last_frame", "n_frames", "onset", "apex", "offset")
 STR_COLUMNS = tuple(c for c in COLUMNS if c not in INT_COLUMNS and c != "apex_estimated")
 
 
-class ManifestError(ValueError):
-    """A manifest (or the rows that would make one) breaks the schema; the message names the rows."""
+class ManifestError(BadInput):
+    """A manifest (or the rows that would make one) breaks the schema; the message names the rows (exit 2)."""
 
 
 @dataclass
@@ -47,9 +49,10 @@ def row_name(row) -> str:
 
 def normalise(rows: pd.DataFrame) -> pd.DataFrame:
     """Columns in schema order with schema types; raises ManifestError on missing columns or bad values."""
-    missing = [c for c in COLUMNS if c not in rows.columns]
+    missing = [c for c in COLUMNS if c not in rows.columns and c not in OPTIONAL_COLUMNS]
     if missing:
         raise ManifestError(f"manifest is missing columns: {', '.join(missing)}")
+    rows = rows.assign(**{c: "" for c in OPTIONAL_COLUMNS if c not in rows.columns})
     out = rows.loc[:, list(COLUMNS)].copy()
     for column in INT_COLUMNS:
         numeric = pd.to_numeric(out[column], errors="coerce")
@@ -61,7 +64,7 @@ def normalise(rows: pd.DataFrame) -> pd.DataFrame:
             )
         out[column] = numeric.astype("int64")
     for column in STR_COLUMNS:
-        out[column] = out[column].fillna("").astype(str)
+        out[column] = out[column].astype(object).fillna("").astype(str)
     out["apex_estimated"] = out["apex_estimated"].map(_as_bool)
     return out.reset_index(drop=True)
 
@@ -140,9 +143,12 @@ def validate(rows: pd.DataFrame, classes: list[str] | None = None) -> pd.DataFra
     errors = []
     for _, row in rows.iterrows():
         errors += [f"{row_name(row)}: {p}" for p in row_problems(row, classes)]
-    duplicated = rows["clip_uid"].duplicated(keep=False)
-    for uid in sorted(set(rows.loc[duplicated, "clip_uid"])):
-        errors.append(f"duplicate clip id {uid} ({int((rows['clip_uid'] == uid).sum())} rows)")
+    folded = rows["clip_uid"].str.casefold()        # 'EP01_01' and 'ep01_01' are one clip
+    duplicated = folded.duplicated(keep=False)
+    for key in sorted(set(folded[duplicated])):
+        uids = sorted(set(rows.loc[folded == key, "clip_uid"]))
+        case = "; ids are compared ignoring case" if len(uids) > 1 else ""
+        errors.append(f"duplicate clip id {' / '.join(uids)} ({int((folded == key).sum())} rows{case})")
     if errors:
         shown = "\n  ".join(errors[:50])
         more = f"\n  ... and {len(errors) - 50} more" if len(errors) > 50 else ""
@@ -165,6 +171,7 @@ def summarize(rows: pd.DataFrame) -> dict:
         "per_dataset": {k: int(v) for k, v in rows["dataset"].value_counts().sort_index().items()},
         "apex_estimated": int(rows["apex_estimated"].sum()),
         "rows_with_fixes": int((rows["fixes"] != "").sum()),
+        "rows_with_notes": int((rows["notes"] != "").sum()),
     }
 
 
@@ -178,6 +185,9 @@ def write_manifest(manifest: Manifest, path) -> Path:
     text = rows.to_csv(index=False, lineterminator="\n")
     meta = {
         "protocol": manifest.protocol,
+        "protocol_source": manifest.summary.get("protocol_source", ""),
+        "protocol_sha256": manifest.summary.get("protocol_sha256", ""),
+        "sheets": {d: s.get("sheet", "") for d, s in manifest.summary.get("sources", {}).items()},
         "classes": list(manifest.classes),
         "datasets": sorted(rows["dataset"].unique().tolist()),
         "summary": {**summarize(rows), **manifest.summary},

@@ -8,11 +8,17 @@ which class an annotated emotion belongs to and which cells of a spreadsheet mus
   in this protocol" (the row is excluded and counted), optional per-clip exclusions with a reason,
   and `default_for` (the datasets that use it when `--protocol` is not given).
 * `data_manifests/fixes/<dataset>.csv` -- corrections of the vendor spreadsheet, one per line:
-  `subject, clip, data_index, field, old, new, reason, sheet`. A fix finds its row by subject + clip
-  (manifest spelling) or, with both empty, by `data_index` (the row's pandas index under the header,
-  the index public loaders patch by); `old` must equal the sheet's cell (`missing` = empty cell,
-  `*` = not recorded by the source: applied unverified); `sheet` ties a fix to one edition's file
-  name. Lines starting with '#' are comments. Details: data_manifests/README.md.
+  `subject, clip, onset, field, old, new, reason, source, sheet`. A fix finds its row by its natural
+  key: subject + clip as the sheet spells them (compared case-insensitively), plus `onset` (as
+  written in the sheet, before fixes) where one file name holds several expressions (CAS(ME)^3).
+  `old` must equal the sheet's cell (`missing` = empty / '/' cell); there is no wildcard. A fix
+  whose row is not in the sheet is a logged note; one whose row holds another value is an error
+  naming both. `sheet` optionally ties a fix to one edition's file name. Lines starting with '#'
+  are comments. Details: data_manifests/README.md.
+
+`--protocol` is a plain name (`casme2_5class`: `data_manifests/protocols/<name>.json`) or a path to a
+JSON file given as a path (it contains a `/` or ends in `.json`): the manifest then records the
+whole resolved path and its sha256 (`protocol_source`), never a bare name for a file from elsewhere.
 """
 
 from __future__ import annotations
@@ -25,19 +31,25 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import re
+
 import fdpkit
+from fdpkit.errors import BadInput
+from fdpkit.io import sha256_file
 
 ENV_VAR = "FDPKIT_DATA_MANIFESTS"
-FIX_COLUMNS = ("subject", "clip", "data_index", "field", "old", "new", "reason", "sheet")
+FIX_COLUMNS = ("subject", "clip", "onset", "field", "old", "new", "reason", "source", "sheet")
+FIX_REQUIRED = ("subject", "clip", "field", "old", "new", "reason", "source")
 FIX_FIELDS = ("onset", "apex", "offset", "emotion", "aus")
 # Cell contents that mean "not annotated" (CASME II writes '/', other sheets leave the cell empty).
 MISSING_TOKENS = frozenset({"", "/", "-", "--", "n/a", "na", "nan", "none", "null"})
-UNVERIFIED = "*"   # `old` value not recorded by the source of a fix: applied with a warning
 MISSING = "missing"  # `old` value meaning "the cell is empty / '/' / not annotated"
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")   # a protocol or fixes name, not a path
+ASCII_WHOLE = re.compile(r"[+-]?[0-9]+(\.0*)?")          # '12', '12.0', '-5': ASCII digits only
 
 
-class ProtocolError(ValueError):
-    """A protocol or fixes file is missing or malformed; the message names the file."""
+class ProtocolError(BadInput):
+    """A protocol or fixes file is missing or malformed; the message names the file (exit 2)."""
 
 
 def data_manifests_dir() -> Path:
@@ -58,21 +70,14 @@ def emotion_key(value) -> str:
     return " ".join(str(value).strip().lower().split())
 
 
-def is_missing(value, frame: bool = False) -> bool:
-    """True for an empty cell, NaN, '/', '-', 'n/a'...; with `frame=True` also for negative numbers."""
+def is_missing(value) -> bool:
+    """True for an empty cell, NaN, '/', '-', 'n/a'... (a negative number is not "missing": it is a
+    bad frame number, reported as such)."""
     if value is None:
         return True
     if isinstance(value, float) and math.isnan(value):
         return True
-    text = str(value).strip().lower()
-    if text in MISSING_TOKENS:
-        return True
-    if frame:
-        try:
-            return float(text) < 0
-        except ValueError:
-            return False
-    return False
+    return str(value).strip().lower() in MISSING_TOKENS
 
 
 # --------------------------------------------------------------------------------------- protocols
@@ -84,6 +89,8 @@ class Protocol:
     exclude: dict         # dataset -> {(subject, clip): reason}
     default_for: tuple[str, ...] = ()
     description: str = ""
+    source: str = ""      # the resolved protocol file (recorded whole in the manifest meta)
+    sha256: str = ""      # its content hash
 
     @property
     def datasets(self) -> list[str]:
@@ -111,8 +118,27 @@ class Protocol:
         return None if reason is None else f"not in protocol ({self.name}: {reason})"
 
 
+def is_path_like(name: str) -> bool:
+    """A `--protocol` given as a path (a separator, or a .json suffix) rather than a plain name."""
+    text = str(name)
+    return "/" in text or "\\" in text or text.lower().endswith(".json") or Path(text).is_absolute()
+
+
+def plain_name(name: str, what: str) -> str:
+    """`name` if it is a plain name under data_manifests/ (no separator, no '..'); ProtocolError otherwise."""
+    text = str(name)
+    if not PLAIN_NAME.fullmatch(text) or ".." in text:
+        raise ProtocolError(f"{what} {text!r} is not a plain name under data_manifests/ (letters, digits, "
+                            "'_', '-', '.'); give a file as a path ending in .json")
+    return text
+
+
 def protocol_path(name: str) -> Path:
-    return data_manifests_dir() / "protocols" / f"{name}.json"
+    """The file a `--protocol` value names: data_manifests/protocols/<name>.json for a plain name,
+    the resolved file itself for a path."""
+    if is_path_like(name):
+        return Path(name).expanduser().resolve()
+    return data_manifests_dir() / "protocols" / f"{plain_name(name, 'protocol')}.json"
 
 
 def list_protocols() -> list[str]:
@@ -120,13 +146,19 @@ def list_protocols() -> list[str]:
 
 
 def load_protocol(name: str) -> Protocol:
+    """A protocol by plain name or by path (see the module doc); the result's `source` is the whole
+    resolved file path and `sha256` its content hash, recorded in the manifest meta."""
     path = protocol_path(name)
-    if not path.exists():
+    if not path.is_file():
+        if is_path_like(name):
+            raise ProtocolError(f"protocol file {name} ({path}) does not exist or is not a file")
         raise ProtocolError(f"unknown protocol {name!r}: no {path}; available: {', '.join(list_protocols())}")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ProtocolError(f"{path}: cannot read protocol ({error})") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError(f"{path}: a protocol is a JSON object")
     return _parse_protocol(raw, path)
 
 
@@ -160,7 +192,8 @@ def _parse_protocol(raw: dict, path: Path) -> Protocol:
     if name != path.stem:
         fail(f"'name' {name!r} differs from the file name {path.stem!r}")
     return Protocol(name=name, classes=tuple(classes), maps=maps, exclude=exclude,
-                    default_for=default_for, description=str(raw.get("description", "")))
+                    default_for=default_for, description=str(raw.get("description", "")),
+                    source=str(path), sha256=sha256_file(path))
 
 
 def default_protocol(dataset: str) -> Protocol:
@@ -173,49 +206,57 @@ def default_protocol(dataset: str) -> Protocol:
 
 
 # ------------------------------------------------------------------------------------------- fixes
+def clip_key(text: str) -> str:
+    """How clip and subject ids are compared (duplicates, fixes): case-folded, path-normalised
+    ('EP01_01', 'ep01_01' and 'EP01_01/.' are one clip)."""
+    parts = [p for p in str(text).strip().replace("\\", "/").split("/") if p not in ("", ".")]
+    return "/".join(parts).casefold()
+
+
 @dataclass(frozen=True)
 class Fix:
-    """One correction of one spreadsheet cell; `line` is its line in the fixes CSV."""
+    """One correction of one spreadsheet cell, keyed by its natural key; `line` is its CSV line."""
     line: int
     subject: str
     clip: str
-    data_index: int | None
+    onset: str          # the sheet's onset (before fixes), '' when subject + clip identify the row
     field: str
     old: str
     new: str
     reason: str
+    source: str
     sheet: str = ""
 
     def applies_to(self, sheet_file: str) -> bool:
         """A fix may be tied to one edition of the spreadsheet by a file-name pattern (`sheet`)."""
         return not self.sheet or fnmatch.fnmatch(sheet_file.lower(), self.sheet.lower())
 
-    def matches(self, subject: str, clip: str, data_index: int) -> bool:
-        if self.subject or self.clip:
-            return self.subject == subject and self.clip == clip
-        return self.data_index == data_index
+    def matches(self, subject: str, clip: str, sheet_onset: str) -> bool:
+        if clip_key(self.subject) != clip_key(subject) or clip_key(self.clip) != clip_key(clip):
+            return False
+        return not self.onset or _same_number(self.onset, sheet_onset)
 
     def old_matches(self, value) -> bool:
-        """Does the sheet's cell hold `old`? ('missing' = not annotated, '*' = not verifiable)."""
-        if self.old == UNVERIFIED:
-            return True
+        """Does the sheet's cell hold `old`? (`missing` = not annotated)"""
         if self.old.lower() == MISSING:
-            return is_missing(value, frame=self.field in ("onset", "apex", "offset"))
+            return is_missing(value)
         if is_missing(value):
             return False
-        try:
-            return float(str(value).strip()) == float(self.old)
-        except ValueError:
-            return str(value).strip() == self.old.strip()
+        return _same_number(self.old, value) or str(value).strip() == self.old.strip()
 
     @property
     def where(self) -> str:
-        if self.subject or self.clip:
-            return f"subject {self.subject} clip {self.clip}"
-        return f"data row index {self.data_index}"
+        return f"{self.subject}/{self.clip}" + (f" onset {self.onset}" if self.onset else "")
 
     def describe(self, value) -> str:
         return f"{self.field} {_show(value)}->{self.new} ({self.reason})"
+
+
+def _same_number(a, b) -> bool:
+    text_a, text_b = str(a).strip(), str(b).strip()
+    if ASCII_WHOLE.fullmatch(text_a) and ASCII_WHOLE.fullmatch(text_b):
+        return float(text_a) == float(text_b)
+    return text_a == text_b
 
 
 def _show(value) -> str:
@@ -226,7 +267,7 @@ def _show(value) -> str:
 
 
 def fixes_path(dataset: str) -> Path:
-    return data_manifests_dir() / "fixes" / f"{dataset}.csv"
+    return data_manifests_dir() / "fixes" / f"{plain_name(dataset, 'fixes name')}.csv"
 
 
 def load_fixes(dataset: str) -> list[Fix]:
@@ -234,16 +275,24 @@ def load_fixes(dataset: str) -> list[Fix]:
     path = fixes_path(dataset)
     if not path.exists():
         return []
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(line for line in handle if not line.lstrip().startswith("#"))
-        header = reader.fieldnames or []
-        missing = [c for c in ("subject", "clip", "field", "old", "new", "reason") if c not in header]
-        if missing:
-            raise ProtocolError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(FIX_COLUMNS)}")
-        fixes = []
-        for number, record in enumerate(reader, start=2):
-            record = {k: (v or "").strip() for k, v in record.items() if k}
-            fixes.append(_parse_fix(record, number, path))
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            lines = [(n, line) for n, line in enumerate(handle, start=1) if not line.lstrip().startswith("#")]
+    except (OSError, UnicodeDecodeError) as error:
+        raise ProtocolError(f"{path}: cannot read fixes ({error})") from None
+    reader = csv.DictReader(line for _, line in lines)
+    header = reader.fieldnames or []
+    if "data_index" in header:
+        raise ProtocolError(f"{path}: fixes keyed by 'data_index' (a row position) are not accepted: a sheet "
+                            "ordered differently would be patched on the wrong clips. Key each fix by "
+                            f"subject + clip (+ onset); columns: {', '.join(FIX_COLUMNS)}")
+    missing = [c for c in FIX_REQUIRED if c not in header]
+    if missing:
+        raise ProtocolError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(FIX_COLUMNS)}")
+    fixes = []
+    for (number, _), record in zip(lines[1:], reader):
+        record = {k: (v or "").strip() for k, v in record.items() if k}
+        fixes.append(_parse_fix(record, number, path))
     return fixes
 
 
@@ -254,17 +303,18 @@ def _parse_fix(record: dict, line: int, path: Path) -> Fix:
     field = record.get("field", "")
     if field not in FIX_FIELDS:
         fail(f"field {field!r} is not one of {', '.join(FIX_FIELDS)}")
-    index = record.get("data_index", "")
-    if bool(record["subject"]) != bool(record["clip"]):
-        fail("give both subject and clip, or neither (then data_index)")
-    if not record["subject"] and not index.isdigit():
-        fail("a fix needs subject + clip or a data_index")
-    if not record["reason"]:
-        fail("every fix needs a reason")
-    if field in ("onset", "apex", "offset") and not record["new"].isdigit():
+    for column in ("subject", "clip", "reason", "source"):
+        if not record.get(column):
+            fail(f"'{column}' is empty: every fix names its row (subject, clip), a reason and its source")
+    onset = record.get("onset", "")
+    if onset and not onset.isascii() or onset and not onset.isdigit():
+        fail(f"onset {onset!r} must be the sheet's onset frame number (ASCII digits) or empty")
+    if field in ("onset", "apex", "offset") and not (record["new"].isascii() and record["new"].isdigit()):
         fail(f"new value {record['new']!r} for {field} must be a whole frame number")
-    if record["old"] == "":
-        fail(f"'old' is empty: write the sheet's value, '{MISSING}' for an empty cell or '{UNVERIFIED}'")
-    return Fix(line=line, subject=record["subject"], clip=record["clip"],
-               data_index=int(index) if index.isdigit() else None, field=field, old=record["old"],
-               new=record["new"], reason=record["reason"], sheet=record.get("sheet", ""))
+    old = record.get("old", "")
+    if old == "" or old == "*":
+        fail(f"'old' is {old!r}: write the value the sheet holds (or '{MISSING}' for an empty cell); "
+             "a fix that cannot be verified against the sheet is not applied")
+    return Fix(line=line, subject=record["subject"], clip=record["clip"], onset=onset, field=field,
+               old=old, new=record["new"], reason=record["reason"], source=record["source"],
+               sheet=record.get("sheet", ""))

@@ -2,10 +2,11 @@
 
 Two rules:
 
-- ``onset-offset`` (default): T frames evenly spaced over the frames on disk from the annotated
-  onset to the offset, both included; position ``i`` is ``round(i * (m - 1) / (T - 1))`` (halves
-  round up) into the m available frames. Clips with fewer than T frames repeat the nearest frames;
-  the result carries a note saying so.
+- ``onset-offset`` (default): T frame numbers evenly spaced from the annotated onset to the offset,
+  both included (``onset + round(i * (offset - onset) / (T - 1))``, halves round up); each takes the
+  nearest frame on disk (the earlier one on a tie), so a dropped frame inside the clip is replaced
+  by its neighbour and the other samples keep their time. Clips with fewer than T frames repeat
+  frames; the result carries a note saying so, and one saying how many frame numbers are missing.
 - ``official`` (the released code): the frame files of the whole folder sorted by number, file
   ``i * (n // T)`` for ``i = 0..T-1``; the annotation is ignored and the tail is never used.
   Clips with n < T cannot be sampled and are *skipped* (``SamplingSkip``).
@@ -15,6 +16,7 @@ A clip with no frame at all between onset and offset is an error of the data (``
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -49,14 +51,22 @@ def evenly_spaced_positions(available: int, count: int) -> list[int]:
     return [(2 * i * span + steps) // (2 * steps) for i in range(count)]
 
 
+def nearest(window: Sequence[int], target: int) -> int:
+    """The number in sorted `window` closest to `target` (the earlier one on a tie)."""
+    at = bisect.bisect_left(window, target)
+    before, after = window[max(at - 1, 0)], window[min(at, len(window) - 1)]
+    return before if abs(target - before) <= abs(after - target) else after
+
+
 def sample_onset_offset(frame_numbers: Iterable[int], onset: int, offset: int, count: int) -> Sampled:
-    """T frame numbers evenly spaced over the frames on disk in [onset, offset]."""
+    """T frame numbers evenly spaced over [onset, offset], each the nearest frame on disk."""
     if offset < onset:
         raise SamplingError(f"offset {offset} is before onset {onset}")
     window = sorted(n for n in set(int(n) for n in frame_numbers) if onset <= n <= offset)
     if not window:
         raise SamplingError(f"no frame files between onset {onset} and offset {offset}")
-    numbers = tuple(window[p] for p in evenly_spaced_positions(len(window), count))
+    targets = [onset + p for p in evenly_spaced_positions(offset - onset + 1, count)]
+    numbers = tuple(nearest(window, t) for t in targets)
     notes = []
     missing = (offset - onset + 1) - len(window)
     if missing:

@@ -1,12 +1,18 @@
-"""CAS(ME)^3 part A as distributed: `cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx` (sheet `label`:
-Subject, Filename, Onset, Apex, Offset, AU, Objective class, emotion) and the frames of each video,
-`<root>/<subject>/<filename>/color/<n>.jpg` (depth frames beside `color/`). Also accepted: the
-per-expression clip folders some copies carry, `<root>/<subject>_<filename>_<onset>/<n>.jpg`.
+"""CAS(ME)^3 part A as distributed: `part_A/annotation/cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx`
+(sheet `label`: Subject, Filename, Onset, Apex, Offset, AU, Objective class, emotion; beside it the
+macro-expression sheet `cas(me)3_part_A_MaE_label_JpgIndex_v2_emotion.xlsx`, not read) and the
+frames of each whole video, `<tree>/<Subject>/<Filename>/color/<n>.jpg` (`depth/<n>.png` beside
+`color/`), where `<tree>` under the `part_A` root is the distributed archive's
+`data/part_A_split/part_A` or another copy's `data/Compressed_version1_seperate_compress` (the
+tree used is logged and recorded as `frame_tree`). Also accepted: `--root` at the tree itself (the
+sheet is then found in `part_A/annotation/` above it), and the per-expression clip folders some
+copies carry, `<root>/<subject>_<filename>_<onset>/<n>.jpg`.
 
 Manifest `subject` is spelled as in the sheet (`spNO.1`; folders spelled `spNo.1` are found by a
-case-insensitive match). One video can hold two expressions, so the same Filename can appear twice
-for one subject: such rows get the clip id `<Filename>_<onset>` (onset as written in the sheet,
-before fixes); a Filename that appears once keeps the plain `<Filename>` as its clip id.
+case-insensitive match). One video can hold several expressions, so the same Filename can appear
+several times for one subject: such rows get the clip id `<Filename>_<onset>` (onset as written in
+the sheet, before fixes); a Filename that appears once keeps the plain `<Filename>` as its clip id.
+The real videos have dropped frames: see MAX_MISSING_SHARE in `fdpkit.data.adapters`.
 """
 
 from __future__ import annotations
@@ -14,19 +20,17 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from .common import Adapter, RowError, SheetRow, cell_text, relative
+from .common import Adapter, RowError, SheetRow, relative
 
 
 class Casme3(Adapter):
     name = "casme3"
     sheet_patterns = ("cas(me)3_part_a_me_label*", "cas(me)^3_part_a_me_label*", "*part_a_me_label*")
-    frame_bases = (".", "data", "part_A", "part_A/data", "data/part_A", "ME_A", "Part_A_ME_clip/frame",
-                   "frame")
+    frame_bases = (".", "data/part_A_split/part_A", "data/Compressed_version1_seperate_compress",
+                   "part_A/data/part_A_split/part_A", "part_A/data/Compressed_version1_seperate_compress",
+                   "data", "part_A", "part_A/data", "data/part_A", "ME_A", "Part_A_ME_clip/frame", "frame")
+    sheet_folders = ("annotation", "Annotation")
     subject_signature = r"(?i)sp\s*no\.?\s*\d+"   # spNO.1
-
-    def sheet_order(self, book: dict):
-        # the label sheet first when the workbook names one
-        return sorted(book.items(), key=lambda item: item[0].strip().lower() != "label")
 
     def identify(self, row: SheetRow) -> None:
         row.subject = row.text("subject")
@@ -35,16 +39,15 @@ class Casme3(Adapter):
         row.extra["filename"] = row.clip = row.text("clip")
         if not row.clip:
             raise RowError("the Filename cell is empty")
-        row.extra["sheet_onset"] = cell_text(row.values.get("onset"))
 
     def assign(self, rows: list[SheetRow]) -> None:
         counts = Counter((r.subject, r.extra["filename"]) for r in rows)
         for row in rows:
             if counts[(row.subject, row.extra["filename"])] > 1:
-                row.clip = f"{row.extra['filename']}_{row.extra['sheet_onset'] or 'row' + str(row.sheet_row)}"
+                row.clip = f"{row.extra['filename']}_{row.sheet_onset or 'row' + str(row.sheet_row)}"
 
     def _clip_folder_name(self, row: SheetRow) -> str:
-        return f"{row.subject}_{row.extra['filename']}_{row.extra['sheet_onset']}"
+        return f"{row.subject}_{row.extra['filename']}_{row.sheet_onset}"
 
     def probes(self, row: SheetRow) -> list[tuple[str, ...]]:
         return [(row.subject,), (self._clip_folder_name(row),)]

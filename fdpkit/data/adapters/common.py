@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from fdpkit.data.frames import FRAME_EXTENSIONS, index_frames
-from fdpkit.data.protocols import is_missing
+from fdpkit.data.frames import FRAME_EXTENSIONS, index_frames, links_outside
+from fdpkit.data.protocols import ASCII_WHOLE, is_missing
+from fdpkit.errors import BadInput
 
 SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".csv")
 log = logging.getLogger("fdpkit.adapters")
@@ -34,8 +35,8 @@ def header_key(value) -> str:
     return re.sub(r"[^a-z0-9]", "", str(value).lower()) if value is not None else ""
 
 
-class AdapterError(ValueError):
-    """The corpus cannot be read into a manifest; the message names the file, row and problem."""
+class AdapterError(BadInput):
+    """The corpus cannot be read into a manifest; the message names the file, row and problem (exit 2)."""
 
 
 class RowError(ValueError):
@@ -52,8 +53,21 @@ def cell_text(value) -> str:
 
 
 # ------------------------------------------------------------------------------------ spreadsheets
-def read_workbook(path: Path) -> dict[str, list[tuple[int, list]]]:
-    """Every sheet as [(spreadsheet row number, [cell values])], rows numbered as Excel shows them."""
+class Sheet(list):
+    """One worksheet: [(spreadsheet row number, [cell values])], rows numbered as Excel shows them;
+    `hidden` holds the numbers of rows hidden in Excel (read like the others, counted in the summary)."""
+
+    def __init__(self, rows=(), hidden=()):
+        super().__init__(rows)
+        self.hidden = frozenset(hidden)
+
+
+def _hidden_rows(ws) -> set[int]:
+    return {number for number, dim in ws.row_dimensions.items() if getattr(dim, "hidden", False)}
+
+
+def read_workbook(path: Path) -> dict[str, Sheet]:
+    """Every sheet as a `Sheet`, in workbook order."""
     path = Path(path)
     if not path.is_file():
         raise AdapterError(f"annotation spreadsheet {path} does not exist")
@@ -63,7 +77,8 @@ def read_workbook(path: Path) -> dict[str, list[tuple[int, list]]]:
             import openpyxl
 
             book = openpyxl.load_workbook(path, data_only=True)
-            return {ws.title: [(i, list(r)) for i, r in enumerate(ws.iter_rows(min_row=1, values_only=True), 1)]
+            return {ws.title: Sheet([(i, list(r)) for i, r in enumerate(ws.iter_rows(min_row=1, values_only=True), 1)],
+                                    _hidden_rows(ws))
                     for ws in book.worksheets}
         import pandas as pd
 
@@ -74,7 +89,7 @@ def read_workbook(path: Path) -> dict[str, list[tuple[int, list]]]:
             frames = pd.read_excel(path, sheet_name=None, header=None, dtype=object, engine="xlrd")
         else:
             raise AdapterError(f"{path}: not a spreadsheet ({', '.join(SPREADSHEET_SUFFIXES)})")
-        return {name: [(i + 1, list(row)) for i, row in enumerate(frame.itertuples(index=False))]
+        return {name: Sheet([(i + 1, list(row)) for i, row in enumerate(frame.itertuples(index=False))])
                 for name, frame in frames.items()}
     except AdapterError:
         raise
@@ -100,6 +115,26 @@ def header_columns(values) -> dict[str, int]:
     return found
 
 
+def duplicate_headers(values) -> dict[str, list[str]]:
+    """Fields named by two or more columns of a header row (two `OnsetFrame`, or `Onset` beside
+    `OnsetFrame`): field -> the column letters and headers, for the error."""
+    out = {}
+    for name, spellings in ALIASES.items():
+        wanted = {header_key(s) for s in spellings}
+        hits = [f"{_column_letter(i)} ({cell_text(v)!r})" for i, v in enumerate(values) if header_key(v) in wanted]
+        if len(hits) > 1:
+            out[name] = hits
+    return out
+
+
+def _column_letter(index: int) -> str:
+    letters, index = "", index + 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
 def find_header(rows, needed=("subject", "clip"), scan: int = 60) -> int | None:
     """Position in `rows` of the first row that holds a column for every needed field (SAMM's
     header sits below a block of descriptive text)."""
@@ -113,13 +148,14 @@ def find_header(rows, needed=("subject", "clip"), scan: int = 60) -> int | None:
 class SheetRow:
     """One data row of the annotation sheet on its way to the manifest."""
     sheet_row: int                # row number as Excel shows it (1-based)
-    data_index: int               # pandas' row index when the sheet is read with its header row
-                                  # (= sheet_row - header row - 1), the index public loaders patch by
     values: dict                  # field -> raw cell value
     subject: str = ""
     clip: str = ""
     fixes: list = field(default_factory=list)
+    notes: list = field(default_factory=list)     # what the manifest's `notes` column says of the row
     apex_estimated: bool = False
+    hidden: bool = False          # the row is hidden in Excel (read, and counted in the summary)
+    sheet_onset: str = ""         # the onset as written in the sheet, before fixes (a natural-key part)
     extra: dict = field(default_factory=dict)
 
     def text(self, name: str) -> str:
@@ -128,22 +164,30 @@ class SheetRow:
 
 def records(rows, header_position: int, columns: dict[str, int]) -> list[SheetRow]:
     """Non-blank rows below the header (header_position -1: a sheet without header row)."""
-    header_row = rows[header_position][0] if header_position >= 0 else 0
+    hidden = getattr(rows, "hidden", frozenset())
     out = []
     for sheet_row, values in rows[header_position + 1:]:
         if is_blank(values):
             continue
         picked = {name: (values[i] if i < len(values) else None) for name, i in columns.items()}
-        out.append(SheetRow(sheet_row=sheet_row, data_index=sheet_row - header_row - 1, values=picked))
+        out.append(SheetRow(sheet_row=sheet_row, values=picked, hidden=sheet_row in hidden,
+                            sheet_onset=cell_text(picked.get("onset"))))
     return out
 
 
 def table_from_sheet(path: Path, sheet: str, rows, needed) -> list[SheetRow]:
-    """Header-detected table of one sheet; missing required columns are a file-level error."""
+    """Header-detected table of one sheet; missing required columns and a field named by two
+    columns are file-level errors."""
     position = find_header(rows)
     if position is None:
         raise AdapterError(f"{path} sheet {sheet!r}: no header row with a subject and a file name column "
                            f"(looked for {', '.join(ALIASES['subject'])} / {', '.join(ALIASES['clip'])})")
+    twice = duplicate_headers(rows[position][1])
+    if twice:
+        detail = "; ".join(f"{name}: columns {', '.join(cols)}" for name, cols in twice.items())
+        raise AdapterError(f"{path} sheet {sheet!r}: header row {rows[position][0]} names a field in more than "
+                           f"one column ({detail}); which one holds the annotation is not guessed: rename or "
+                           "delete the extra column in a copy of the sheet and pass it with --annotations")
     columns = header_columns(rows[position][1])
     absent = [name for name in needed if name not in columns]
     if absent:
@@ -213,6 +257,12 @@ def clip_frames(root: Path, frame_dir: str) -> dict[int, Path]:
                        "(raw and cropped names, or jpg and png, mixed in one folder)") from None
     except OSError as error:
         raise RowError(f"frame folder {frame_dir} cannot be listed: {error}") from None
+    outside = links_outside(frames.values(), real_root)
+    if outside:
+        name, target = outside[0]
+        raise RowError(f"frame file {frame_dir}/{name} resolves to {target}, outside the dataset root "
+                       f"{real_root} (a symlink; {len(outside)} such file(s)); frames must live under the root: "
+                       "copy the files, or point --root at a folder that holds them")
     if not frames:
         others = sorted({p.suffix.lower() or p.name for p in folder.iterdir()
                          if p.is_file() and not p.name.startswith(".")})
@@ -223,16 +273,40 @@ def clip_frames(root: Path, frame_dir: str) -> dict[int, Path]:
 
 
 def parse_frame(value, what: str) -> int | None:
-    """A frame-number cell -> int; None when not annotated; RowError for anything else."""
-    if is_missing(value, frame=True):
+    """A frame-number cell -> int; None when not annotated; RowError for anything else. Only ASCII
+    digits are numbers ('1e1', '1_0', Arabic-Indic digits are not); a negative or fractional number
+    gets its own message (it is not "not annotated")."""
+    if is_missing(value):
         return None
-    try:
-        number = float(cell_text(value))
-    except ValueError:
-        raise RowError(f"{what} {cell_text(value)!r} is not a frame number") from None
+    if isinstance(value, bool):
+        raise RowError(f"{what} {value!r} is not a frame number")
+    if isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        text = cell_text(value)
+        if ASCII_WHOLE.fullmatch(text):
+            number = float(text)
+        elif re.fullmatch(r"[+-]?[0-9]*\.[0-9]+", text):
+            raise RowError(f"{what} {text!r} is not a whole frame number")
+        else:
+            raise RowError(f"{what} {text!r} is not a frame number (ASCII digits only)")
     if not number.is_integer():
         raise RowError(f"{what} {cell_text(value)!r} is not a whole frame number")
+    if number < 0:
+        raise RowError(f"{what} {cell_text(value)!r} is negative: frame numbers start at 0")
     return int(number)
+
+
+def path_problem(text: str, what: str) -> str | None:
+    """Why a sheet id cannot name a folder under the root: absolute, a drive, or a '..' part."""
+    posix = PurePosixPath(text.replace("\\", "/"))
+    if posix.is_absolute() or PureWindowsPath(text).drive or PureWindowsPath(text).is_absolute():
+        return f"{what} {text!r} is an absolute path; the sheet must name a folder under the dataset root"
+    if ".." in posix.parts:
+        return f"{what} {text!r} contains '..'; the sheet must name a folder under the dataset root"
+    if len([p for p in posix.parts if p != "."]) > 1:
+        return f"{what} {text!r} is a path, not one folder name"
+    return None
 
 
 # ------------------------------------------------------------------------------ problem collection
@@ -277,6 +351,24 @@ class Collector:
                                f"under data_manifests/fixes/, or use --lenient to skip them):\n  {shown}{more}")
 
 
+def choose_sheet(path: Path, book: dict, wanted: str | None, candidates: list[str]) -> str:
+    """The worksheet to read: `wanted` (must exist), else the only candidate; several candidates
+    without `--sheet` is an error listing them (an old edition's sheet before the current one must
+    not silently relabel everything)."""
+    if wanted is not None:
+        if wanted not in book:
+            raise AdapterError(f"{path}: no sheet named {wanted!r} (--sheet); its sheets: "
+                               f"{', '.join(repr(n) for n in book)}")
+        return wanted
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise AdapterError(f"{path}: no sheet has a header row with a subject and a file name column "
+                           f"(looked for {', '.join(ALIASES['subject'])} / {', '.join(ALIASES['clip'])})")
+    raise AdapterError(f"{path}: several sheets hold an annotation table ({', '.join(repr(n) for n in candidates)}); "
+                       "choose one with --sheet NAME")
+
+
 # ------------------------------------------------------------------------------------ base adapter
 class Adapter:
     """One corpus as distributed. Subclasses say how to read the sheet, which subject and clip a row
@@ -285,6 +377,7 @@ class Adapter:
     name = ""
     sheet_patterns: tuple[str, ...] = ()   # known annotation file names (case-insensitive fnmatch)
     frame_bases: tuple[str, ...] = (".",)  # where subject folders may live, relative to root
+    sheet_folders: tuple[str, ...] = ()    # folders above the root that may hold the sheet (CAS(ME)^3)
     needed = ("subject", "clip", "onset", "offset", "emotion")
     # How this corpus spells its ids (full-match regexes; None: not checked). A sheet whose ids
     # mostly look like another corpus' is refused as "a sheet of the wrong dataset".
@@ -292,6 +385,7 @@ class Adapter:
     clip_signature: str | None = None
 
     def __init__(self):
+        self.sheet_name = ""
         self.folders = FolderFinder()
         self.base: Path | None = None
         self._frames: dict[str, dict | RowError] = {}
@@ -316,17 +410,15 @@ class Adapter:
                 and (self.clip_signature is None or re.fullmatch(self.clip_signature, clip) is not None))
 
     # reading
-    def read(self, path: Path) -> list[SheetRow]:
-        """The first sheet with a recognisable header (column names by the alias table)."""
-        book = read_workbook(path)
-        for sheet, rows in self.sheet_order(book):
-            if find_header(rows) is not None:
-                return table_from_sheet(path, sheet, rows, self.needed)
-        raise AdapterError(f"{path}: no sheet has a header row with a subject and a file name column "
-                           f"(looked for {', '.join(ALIASES['subject'])} / {', '.join(ALIASES['clip'])})")
+    sheet_name: str = ""    # the worksheet read (recorded in the log and the manifest meta)
 
-    def sheet_order(self, book: dict):
-        return list(book.items())
+    def read(self, path: Path, sheet: str | None = None) -> list[SheetRow]:
+        """The one sheet with a recognisable header (column names by the alias table); with several
+        such sheets, `sheet` (`--sheet NAME`) must choose, else an error lists them."""
+        book = read_workbook(path)
+        name = choose_sheet(path, book, sheet, [n for n, rows in book.items() if find_header(rows) is not None])
+        self.sheet_name = name
+        return table_from_sheet(path, name, book[name], self.needed)
 
     # identity
     def identify(self, row: SheetRow) -> None:
