@@ -155,3 +155,20 @@ def test_target_that_is_a_folder_or_under_a_file_is_bad_input_naming_it(tmp_path
     with pytest.raises(BadInput, match=rf"^{tmp_path / 'notes.txt'} is a file, not a folder"):
         io.ensure_folder(tmp_path / "notes.txt")
     assert (tmp_path / "notes.txt").read_text() == "keep" and sorted(os.listdir(tmp_path)) == ["notes.txt", "out.csv"]
+
+
+def test_loso_into_a_read_only_folder_is_one_line_and_exit_7(toy, tmp_path, monkeypatch, capsys):
+    from fdpkit.cli import main as cli_main
+
+    from faultkit import CLI_RUN
+
+    manifest, cache = toy
+    out = tmp_path / "runs"
+    out.mkdir()
+    read_only(monkeypatch, out)
+    assert cli_main(["loso", "--manifest", str(manifest), "--cache", str(cache), "--out", str(out / "run"),
+                     *CLI_RUN]) == 7
+    err = capsys.readouterr().err.strip()
+    assert err == (f"fdpkit loso: cannot create the folder {out / 'run'}: {out} is not writable (permission "
+                   "denied); make it writable or choose another output folder"), err
+    assert os.listdir(out) == []
