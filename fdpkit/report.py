@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 import sys
 from pathlib import Path
@@ -69,17 +68,18 @@ def build_report(dataset: str, out_dir, root=None, annotations=None, parameters=
                 progress_bar=progress, kernel_name="python3",
             )
         except papermill.PapermillExecutionError as error:
-            pages.append((notebook.stem, _render_html(executed), "failed"))
+            pages.append({"stem": notebook.stem, "href": _render_html(executed).name, "status": "failed", "time": ""})
             _write_index(out_dir, dataset, pages, work_dir)
             raise NotebookFailed(
                 f"{notebook.name} failed in cell {error.cell_index}:\n{error.source}\n"
                 f"{error.ename}: {error.evalue}\n(see {executed.with_suffix('.html')})"
             ) from None
         node = _read_notebook(executed)
-        status = f"ok, {float(node.metadata.papermill.duration):.0f} s"  # papermill's wall time
+        seconds = float(node.metadata.papermill.duration)  # papermill's wall time
         if progress:
-            print(f"{notebook.name}: {status}", file=sys.stderr)
-        pages.append((notebook.stem, _render_html(executed, node), status))
+            print(f"{notebook.name}: ok, {seconds:.0f} s", file=sys.stderr)
+        pages.append({"stem": notebook.stem, "href": _render_html(executed, node).name, "status": "ok",
+                      "time": f"{seconds:.0f} s"})
     return _write_index(out_dir, dataset, pages, work_dir)
 
 
@@ -89,77 +89,230 @@ def _read_notebook(executed: Path):
     return nbformat.read(str(executed), as_version=4)
 
 
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def offline_notebook(node):
+    """The notebook as the offline page shows it: widget outputs keep only their text (no widget
+    manager can load offline) and the saved widget state is dropped."""
+    node.metadata.pop("widgets", None)
+    for cell in node.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "application/vnd.jupyter.widget-view+json" in data and "text/plain" in data:
+                data.pop("application/vnd.jupyter.widget-view+json")
+    return node
+
+
 def _render_html(executed: Path, node=None) -> Path:
+    """The executed notebook as one HTML page that opens offline: JupyterLab's page without
+    require.js, MathJax, the widget manager or mermaid (`templates/nbconvert/offline`)."""
     import nbconvert
 
-    body, _ = nbconvert.HTMLExporter().from_notebook_node(node or _read_notebook(executed))
+    exporter = nbconvert.HTMLExporter(extra_template_basedirs=[str(TEMPLATES / "nbconvert")],
+                                      template_name="offline")
+    body, _ = exporter.from_notebook_node(offline_notebook(node or _read_notebook(executed)))
     return write_text(executed.with_suffix(".html"), body)
 
 
 HEADLINE_RUNS = ("fdp", "apex-frame", "difference")  # work_dir/runs/<name>: FDP first, then the baselines
+COMPARISON_FILE = "comparison.csv"  # work_dir/runs/comparison.csv: the paired comparison with FDP, when made
 
 
-def headline(work_dir: Path) -> tuple[dict | None, dict | None]:
-    """The FDP LOSO summary and the data summary that the notebooks wrote, when present."""
-    summary_path = work_dir / "runs" / "fdp" / "summary.json"
-    meta_path = work_dir / "manifest.csv.meta.json"
-    summary = read_json(summary_path) if summary_path.exists() else None
-    meta = read_json(meta_path) if meta_path.exists() else None
-    return summary, meta
+def _png(fig) -> str:
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _metric_cell(summary: dict, name: str) -> str:
-    value = summary.get("pooled", {}).get(name)
-    if value is None:
-        return "–"
-    ci = summary.get("ci", {})
-    interval = (ci.get("intervals") or ci).get(name)  # fdpkit.metrics.summarize: ci.intervals
-    text = f"{value:.3f}"
-    if interval:
-        text += f" [{interval[0]:.3f}, {interval[1]:.3f}]"
-    return text
+def _table_html(frame) -> str:
+    return frame.to_html(index=False, border=0, float_format=lambda v: f"{v:.3f}", na_rep="")
 
 
-def _metric_rows(work_dir: Path) -> str:
-    rows = []
+def _runs(work_dir: Path) -> list[tuple[str, dict]]:
+    found = []
     for name in HEADLINE_RUNS:
         path = work_dir / "runs" / name / "summary.json"
         if path.exists():
-            run = read_json(path)
-            rows.append(f"<tr><td>{html.escape(name)}</td><td>{run.get('n', '?')} clips, "
-                        f"{run.get('n_subjects', '?')} subjects</td>"
-                        + "".join(f"<td>{_metric_cell(run, m)}</td>" for m in HEADLINE_METRICS) + "</tr>")
-    return "".join(rows)
+            found.append((name, read_json(path)))
+    return found
 
 
-def _write_index(out_dir: Path, dataset: str, pages, work_dir: Path) -> Path:
-    summary, meta = headline(work_dir)
-    parts = [f"<h1>fdpkit report: {html.escape(dataset)}</h1>"]
-    if smoke_mode():
-        parts.append("<p><b>SMOKE MODE (FDPKIT_SMOKE=1): scaled down for testing; these numbers are not "
-                     "results.</b></p>")
-    if summary:
-        selection = summary.get("selection", "?")
-        warn = " <b>(optimistic: model chosen on the test subject)</b>" if selection == "test_best" else ""
-        parts.append("<h2>Headline (pooled over LOSO folds, 95% bootstrap-over-subjects intervals)</h2>")
-        parts.append("<table border=1 cellpadding=4><tr><th>model</th><th>pooled over</th>" + "".join(
-            f"<th>{METRIC_NAMES.get(m, m)}</th>" for m in HEADLINE_METRICS) + "</tr>" + _metric_rows(work_dir)
-            + "</table>")
-        parts.append(f"<p>selection rule: {html.escape(str(selection))}{warn}; preset: "
-                     f"{html.escape(str(summary.get('preset', '?')))}; training steps per fold: "
-                     f"{html.escape(str(summary.get('train', {}).get('steps', '?')))}; protocol: "
-                     f"{html.escape(str(summary.get('protocol', '?')))}</p>")
-    if meta:
-        data = meta.get("summary", {})
-        parts.append(f"<h2>Data</h2><p>{data.get('clips', '?')} clips, {data.get('subjects', '?')} "
-                     f"subjects, classes {html.escape(', '.join(meta.get('classes', [])))}; per class: "
-                     f"{html.escape(json.dumps(data.get('per_class', {})))}</p>")
-    parts.append("<h2>Notebooks</h2><ul>")
-    for stem, page, status in pages:
-        parts.append(f'<li><a href="{html.escape(page.name)}">{html.escape(stem)}</a> ({status})</li>')
-    parts.append("</ul>")
-    document = "<!doctype html><html><head><meta charset='utf-8'><title>fdpkit report</title></head><body>"
-    return write_text(out_dir / "index.html", document + "\n".join(parts) + "</body></html>\n")
+def _headline(runs) -> dict:
+    import pandas as pd
+
+    from fdpkit.viz import figures
+
+    rows, table = [], []
+    for name, summary in runs:
+        intervals = summary.get("ci", {}).get("intervals", {})
+        cells = []
+        row = {"name": name}
+        for metric in HEADLINE_METRICS:
+            value = summary["pooled"][metric]
+            low, high = intervals.get(metric, (value, value))
+            cells.append({"value": f"{value:.3f}", "low": f"{low:.3f}", "high": f"{high:.3f}"})
+            row.update({metric: value, f"{metric}_low": low, f"{metric}_high": high})
+        rows.append({"name": name, "n": summary.get("n"), "subjects": summary.get("n_subjects"), "cells": cells})
+        table.append(row)
+    fdp = runs[0][1]
+    uniform = fdp.get("chance", {}).get("uniform_random", {})
+    figure = figures.metric_bars(pd.DataFrame(table), chance={m: uniform.get(m) for m in ("uf1", "uar")},
+                                 title="pooled UF1 and UAR, 95% bootstrap-over-subjects intervals")
+    return {"runs": rows, "headline_png": _png(figure),
+            "chance_row": [f"{uniform[m]:.3f}" if m in uniform else "" for m in HEADLINE_METRICS]}
+
+
+def _per_dataset(work_dir: Path, classes) -> str:
+    import pandas as pd
+
+    from fdpkit.metrics import pooled_metrics
+
+    path = work_dir / "runs" / "fdp" / "predictions.csv"
+    if not path.exists():
+        return ""
+    predictions = pd.read_csv(path, dtype=str, keep_default_na=False)
+    rows = []
+    for dataset, group in predictions.groupby("dataset"):
+        metrics = pooled_metrics(group["label"], group["pred"], classes)
+        rows.append({"dataset": dataset, "clips": len(group), "subjects": group["subject_uid"].nunique(),
+                     **{METRIC_NAMES.get(m, m): metrics[m] for m in HEADLINE_METRICS}})
+    return _table_html(pd.DataFrame(rows))
+
+
+def _per_class(summary: dict) -> str:
+    import pandas as pd
+
+    rows = [{"class": name, "precision": v["precision"], "recall": v["recall"], "F1": v["f1"],
+             "support": v["support"], "predicted": v["n_pred"]}
+            for name, v in summary.get("per_class", {}).items()]
+    return _table_html(pd.DataFrame(rows)) if rows else ""
+
+
+def _ablations(work_dir: Path) -> tuple[str, str]:
+    import pandas as pd
+
+    path = work_dir / "runs" / "ablations" / "grid.csv"
+    if not path.exists():
+        return "", ""
+    grid = pd.read_csv(path)
+    shown = pd.DataFrame({"entry": grid["name"], "clips": grid["n"], "subjects": grid["subjects"]})
+    for metric in ("uf1", "uar", "accuracy"):
+        shown[METRIC_NAMES.get(metric, metric)] = [
+            f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in zip(grid[metric], grid[f"{metric}_low"], grid[f"{metric}_high"])]
+    subjects = f"{int(grid['subjects'].max())} subjects" if len(grid) else ""
+    return _table_html(shown), subjects
+
+
+def _data(work_dir: Path) -> dict | None:
+    import pandas as pd
+
+    path = work_dir / "manifest.csv.meta.json"
+    if not path.exists():
+        return None
+    meta = read_json(path)
+    summary = meta.get("summary", {})
+    per_class = summary.get("per_class", {})
+    table = pd.DataFrame({"class": list(meta.get("classes", [])),
+                          "clips": [per_class.get(c, 0) for c in meta.get("classes", [])]})
+    return {"clips": summary.get("clips", "?"), "subjects": summary.get("subjects", "?"),
+            "protocol": meta.get("protocol", "?"), "table": _table_html(table)}
+
+
+def _git_commit() -> str:
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return commit + (" (with uncommitted changes)" if dirty else "")
+
+
+def provenance(command: str | None = None) -> dict:
+    """fdpkit version and git commit, the command, library versions and the machine."""
+    import datetime
+    import os
+    import platform
+    import shlex
+    from importlib import metadata
+
+    from fdpkit import __version__
+
+    libraries = {"python": platform.python_version()}
+    for name in ("torch", "numpy", "pandas", "scikit-learn", "captum", "matplotlib", "opencv-python-headless",
+                 "dlib-bin", "papermill", "nbconvert", "jinja2"):
+        try:
+            libraries[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    machine = f"{platform.platform()}, {platform.machine()}, {os.cpu_count()} logical CPUs"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            machine += f", GPU {torch.cuda.get_device_name(0)}"
+        else:
+            machine += ", no GPU"
+    except ImportError:
+        pass
+    return {"fdpkit_version": __version__, "git": _git_commit(), "libraries": libraries, "machine": machine,
+            "command": command or shlex.join(["fdpkit", *sys.argv[1:]] if sys.argv[0].endswith("fdpkit")
+                                             else sys.argv),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def report_context(out_dir: Path, dataset: str, pages, work_dir: Path, command: str | None = None) -> dict:
+    """Everything index.html shows, read from the work folder the notebooks wrote."""
+    from fdpkit.viz import figures
+
+    runs = _runs(work_dir)
+    context = {"dataset": dataset, "smoke": smoke_mode(), "pages": pages, "provenance": provenance(command),
+               "metric_names": [METRIC_NAMES.get(m, m) for m in HEADLINE_METRICS], "runs": [],
+               "comparison": "", "confusions": [], "per_dataset": "", "per_class": "", "seeds": "",
+               "selection": "", "optimistic": False, "data": _data(work_dir)}
+    context["ablations"], context["ablation_subjects"] = _ablations(work_dir)
+    comparison = work_dir / "runs" / COMPARISON_FILE
+    if comparison.exists():
+        import pandas as pd
+
+        context["comparison"] = _table_html(pd.read_csv(comparison))
+    if runs:
+        fdp = runs[0][1]
+        context.update(_headline(runs))
+        context.update(selection=fdp.get("selection", "?"), optimistic=fdp.get("selection") == "test_best",
+                       preset=fdp.get("preset", "?"), steps=fdp.get("train", {}).get("steps", "?"),
+                       protocol=fdp.get("protocol", "?"),
+                       confusions=[{"name": name, "png": _png(figures.confusion(s["confusion"]["matrix"],
+                                                                                s["confusion"]["labels"], title=name))}
+                                   for name, s in runs],
+                       per_dataset=_per_dataset(work_dir, fdp.get("classes", [])), per_class=_per_class(fdp))
+        seeds = fdp.get("seeds", {})
+        context["seeds"] = (f"base seed {seeds.get('base')}; one seed per fold derived from it "
+                            f"({len(seeds.get('folds', {}))} folds, listed in runs/fdp/summary.json)")
+    return context
+
+
+def render_index(context: dict) -> str:
+    """index.html from ``context`` with the jinja2 template in ``templates/report`` (CSS inlined)."""
+    import jinja2
+
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES / "report")),
+                                     autoescape=jinja2.select_autoescape(["html", "j2"]),
+                                     undefined=jinja2.StrictUndefined)
+    return environment.get_template("index.html.j2").render(**context)
+
+
+def _write_index(out_dir: Path, dataset: str, pages, work_dir: Path, command: str | None = None) -> Path:
+    context = report_context(out_dir, dataset, pages, work_dir, command)
+    return write_text(out_dir / "index.html", render_index(context))
 
 
 def run_cli(args) -> int:

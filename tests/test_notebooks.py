@@ -104,14 +104,17 @@ def test_report_runs_every_notebook_with_non_default_parameters(smoke, tiny_synt
     text = index.read_text()
     for stem in NOTEBOOKS:
         assert f'href="{stem}.html"' in text and (out / f"{stem}.html").exists()
-        assert re.search(rf'{stem}</a> \(ok, \d+ s\)', text), stem  # status and wall time
+        assert re.search(rf'{stem}</a></td><td class="ok">ok</td><td class="num">\d+ s</td>', text), stem
         book = nbformat.read(str(out / f"{stem}.ipynb"), as_version=4)
         injected = [c for c in book.cells if "injected-parameters" in c.metadata.get("tags", [])]
         assert injected and f"work_dir = {json.dumps(str(out / 'work'))}" in injected[0].source.replace("'", '"')
         errors = [o for c in book.cells for o in c.get("outputs", []) if o.output_type == "error"]
         assert not errors, (stem, errors[:1])
     assert "Headline" in text and "UF1" in text and "SMOKE MODE" in text
-    assert "fdp" in text and "difference" in text and "selection rule: fixed_steps" in text
+    assert "fdp" in text and "difference" in text and "Selection rule: <b>fixed_steps</b>" in text
+    assert "data:image/png;base64," in text and "<style>" in text and "Provenance" in text
+    for page in [index, *out.glob("*.html")]:
+        assert not re.search(r'<(script|link|img)[^>]+(src|href)="(https?:)?//', page.read_text()), page.name
     summary = read_json(out / "work" / "runs" / "fdp" / "summary.json")
     assert summary["train"]["steps"] == 3 and summary["seeds"]["base"] == 1
     assert summary["n_subjects"] == 2  # smoke: 2 folds
@@ -173,3 +176,67 @@ def test_headless_kernels_get_text_progress_bars(monkeypatch):
     monkeypatch.setenv("FDPKIT_HEADLESS", "1")
     monkeypatch.setattr(tqdm.auto, "tqdm", object)
     assert nb.text_progress_when_headless() and tqdm.auto.tqdm is tqdm.std.tqdm
+
+
+def _fake_work(work):
+    """A work folder as the notebooks leave it (the fields fdpkit.runner / manifest write)."""
+    from fdpkit.io import write_json
+
+    classes = ["happiness", "disgust", "others"]
+    for name, uf1 in (("fdp", 0.55), ("difference", 0.41)):
+        folder = work / "runs" / name
+        folder.mkdir(parents=True)
+        write_json(folder / "summary.json", {
+            "n": 6, "n_subjects": 2, "classes": classes, "selection": "fixed_steps", "preset": "tiny",
+            "protocol": "p3", "train": {"steps": 7}, "seeds": {"base": 5, "folds": {"s/01": 1, "s/02": 2}},
+            "pooled": {"uf1": uf1, "uar": 0.5, "accuracy": 0.5, "weighted_f1": 0.5},
+            "ci": {"intervals": {m: [0.1, 0.9] for m in ("uf1", "uar", "accuracy", "weighted_f1")}},
+            "chance": {"uniform_random": {"uf1": 0.31, "uar": 0.33, "accuracy": 0.33, "weighted_f1": 0.3}},
+            "confusion": {"matrix": [[2, 0, 0], [1, 1, 0], [0, 1, 1]], "labels": classes},
+            "per_class": {c: {"precision": 0.5, "recall": 0.25, "f1": 0.4, "support": 2, "n_pred": 3} for c in classes}})
+    (work / "runs" / "fdp" / "predictions.csv").write_text(
+        "dataset,subject_uid,label,pred\nsynthme,s/01,happiness,happiness\nsamm,s/02,others,disgust\n")
+    (work / "runs" / "ablations").mkdir()
+    (work / "runs" / "ablations" / "grid.csv").write_text(
+        "name,n,subjects,uf1,uf1_low,uf1_high,uar,uar_low,uar_high,accuracy,accuracy_low,accuracy_high\n"
+        "rank-mean,6,2,0.44,0.2,0.6,0.4,0.2,0.6,0.5,0.3,0.7\n")
+    write_json(work / "manifest.csv.meta.json", {"protocol": "p3", "classes": classes,
+                                                  "summary": {"clips": 6, "subjects": 2, "per_class": {"happiness": 2}}})
+
+
+def test_index_is_offline_and_shows_every_part(tmp_path):
+    from fdpkit import __version__
+    from fdpkit.report import COMPARISON_FILE, _write_index
+
+    work = tmp_path / "work"
+    _fake_work(work)
+    pages = [{"stem": "03_loso", "href": "03_loso.html", "status": "ok", "time": "12 s"}]
+    text = _write_index(tmp_path, "synthme", pages, work, command="fdpkit report --dataset synthme").read_text()
+    assert not re.search(r'(src|href)="(https?:)?//', text) and "<style>" in text  # nothing fetched
+    assert text.count("data:image/png;base64,") == 3  # headline + two confusion matrices
+    assert "0.550 <span class=\"ci\">[0.100, 0.900]</span>" in text and "chance (uniform)" in text
+    assert "rank-mean" in text and "0.440 [0.200, 0.600]" in text  # ablation table
+    assert "<td>samm</td>" in text and "<td>synthme</td>" in text  # per-dataset table
+    assert "recall" in text and "predicted" in text  # per-class table
+    assert f"fdpkit {__version__}" in text and "fdpkit report --dataset synthme" in text and "torch" in text
+    assert "base seed 5" in text and "logical CPUs" in text and 'href="03_loso.html"' in text
+    assert "Comparison with FDP" not in text  # only once a comparison file exists
+    (work / "runs" / COMPARISON_FILE).write_text("model,delta_uf1\nfdp-paper,0.03\n")
+    text = _write_index(tmp_path, "synthme", pages, work).read_text()
+    assert "Comparison with FDP" in text and "fdp-paper" in text
+
+
+def test_notebook_pages_fetch_nothing(tmp_path):
+    from fdpkit.report import _render_html
+
+    book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("$x^2$"), nbformat.v4.new_code_cell(
+        "1", outputs=[nbformat.v4.new_output("display_data", data={
+            "application/vnd.jupyter.widget-view+json": {"model_id": "a", "version_major": 2, "version_minor": 0},
+            "text/plain": "training: 100%|##| 4/4"})])])
+    book.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    path = tmp_path / "n.ipynb"
+    nbformat.write(book, str(path))
+    text = _render_html(path).read_text()
+    assert not re.search(r'(src|href)="(https?:)?//', text)
+    assert "require" not in text.split("<body")[0] and "mathjax" not in text.lower() and "unpkg" not in text
+    assert "training: 100%" in text

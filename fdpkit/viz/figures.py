@@ -258,7 +258,8 @@ def per_subject_bars(table: pd.DataFrame, metrics: Sequence[str] = ("uf1", "accu
 
 def metric_bars(table: pd.DataFrame, metrics: Sequence[str] = ("uf1", "uar"), name_col: str = "name",
                 title: str = "pooled metrics, 95% bootstrap-over-subjects intervals", chance=None) -> Figure:
-    """Bars with interval whiskers from a table with columns <metric>, <metric>_low, <metric>_high."""
+    """Bars with interval whiskers from a table with columns <metric>, <metric>_low, <metric>_high;
+    ``chance``: one value (drawn as UF1's chance) or {metric: value} (one line per metric)."""
     fig = _figure(max(5, 0.9 * len(table) * len(metrics) / 2 + 2), 3.2)
     ax = fig.add_subplot()
     width = 0.8 / len(metrics)
@@ -269,7 +270,12 @@ def metric_bars(table: pd.DataFrame, metrics: Sequence[str] = ("uf1", "uar"), na
                          table[f"{metric}_high"].to_numpy(dtype=float) - value])
         ax.bar(x + j * width, value, width, yerr=np.clip(err, 0, None), capsize=3,
                label=METRIC_NAMES.get(metric, metric))
-    if chance is not None:
+    if isinstance(chance, dict):  # one chance line per metric, in the metric's colour
+        for j, metric in enumerate(metrics):
+            if chance.get(metric) is not None:
+                ax.axhline(chance[metric], color=f"C{j}", ls="--", lw=1,
+                           label=f"chance ({METRIC_NAMES.get(metric, metric)}, uniform)")
+    elif chance is not None:
         ax.axhline(chance, color="gray", ls="--", lw=1, label="chance (UF1, uniform)")
     ax.set_xticks(x + 0.4 - width / 2, table[name_col].astype(str), rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("pooled score")
