@@ -1,8 +1,10 @@
 """Atomic file writes and content hashes: every file fdpkit writes goes through here.
 
-A write goes to a hidden temp file in the target's folder (``.<name>.tmp-<host>-<pid>-<random>``),
-is fsynced, then renamed over the target (``os.replace``) and the folder is fsynced: readers see
-the old file or the new one, never half of one, whatever happens (disk full, SIGKILL, power cut).
+A write goes to a hidden ``tempfile.NamedTemporaryFile`` in the target's folder
+(``.<name>.tmp-<host>-<pid>-<random>``), is fsynced, then renamed over the target (``os.replace``)
+and the folder is fsynced: readers see the old file or the new one, never half of one, whatever
+happens (disk full, SIGKILL, power cut). The host and pid in the name are what lets a later write
+tell a dead writer's leftover from a live writer's file (below).
 
 * A failed write (e.g. ``ENOSPC``, disk full) raises ``OSError`` with the original ``errno`` and a
   message naming the file; the temp file is removed and the previous file (if any) is unchanged.
@@ -23,6 +25,7 @@ the old file or the new one, never half of one, whatever happens (disk full, SIG
 
 from __future__ import annotations
 
+import contextlib
 import errno as _errno
 import hashlib
 import io
@@ -139,8 +142,8 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
-        return True
+    except OSError:   # e.g. another user's live process
+        pass
     return True
 
 
@@ -158,11 +161,9 @@ def remove_stale_temp_files(folder) -> list[Path]:
         pid = int(match["pid"])
         if pid == os.getpid() or _pid_alive(pid):
             continue
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(entry.path)
             removed.append(Path(entry.path))
-        except OSError:
-            pass
     return removed
 
 
@@ -176,16 +177,13 @@ def _sweep_once(folder: Path) -> None:
 
 
 def _fsync_dir(folder: Path) -> None:
-    try:
+    """Make the rename durable (best effort: some file systems refuse to fsync a folder)."""
+    with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
@@ -203,30 +201,23 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: s
         raise PathConflict(f"cannot write {path}: {error}") from None
     _sweep_once(path.parent.resolve())
     try:
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
+        temp = tempfile.NamedTemporaryFile(dir=path.parent, prefix=temp_prefix(path), delete=False)
     except OSError as error:
         if error.errno in _NOT_WRITABLE:
             raise _not_writable(path.parent, error, f"write {path}") from None
         raise
     try:
-        try:
-            os.fchmod(fd, 0o666 & ~_UMASK)
-        except (AttributeError, OSError):  # not on this platform / file system
-            pass
-        write(_Sink(fd))
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
+        with temp:
+            with contextlib.suppress(OSError):   # some file systems (FAT, CIFS) refuse modes
+                os.fchmod(temp.fileno(), 0o666 & ~_UMASK)   # not the 0600 of a temp file
+            write(_Sink(temp.fileno()))
+            os.fsync(temp.fileno())
+        os.replace(temp.name, path)
     except BaseException as error:
         # Disk full, kill signal or a bug: leave the old file (if any) and no temp file behind.
-        if fd >= 0:
-            os.close(fd)
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(error, OSError) and not isinstance(error, _WriteError) and error.errno is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp.name)
+        if isinstance(error, OSError) and error.errno is not None:
             kept = "the previous file is unchanged" if path.exists() else "no file was created"
             hint = " (disk full?)" if error.errno in (_errno.ENOSPC, _errno.EDQUOT) else ""
             raise _WriteError(error.errno, f"{error.strerror or error}{hint}: writing {path} failed; "
