@@ -100,8 +100,11 @@ def test_sample_onset_offset():
     sampled = sample_onset_offset(numbers, 50, 54, 8)
     assert sampled.numbers == (50, 51, 51, 52, 52, 53, 53, 54)
     assert any("repeated frames" in note for note in sampled.notes)
+    # targets 1, 5, 8, 12 keep their time; a dropped target frame takes its nearest neighbour
     gappy = sample_onset_offset([1, 2, 5, 6, 7, 8, 9, 10, 11, 12], 1, 12, 4)
-    assert gappy.numbers == (1, 6, 9, 12) and "2 frame number(s) missing" in gappy.notes[0]
+    assert gappy.numbers == (1, 5, 8, 12) and "2 frame number(s) missing" in gappy.notes[0]
+    dropped = sample_onset_offset([1, 2, 6, 7, 9, 10, 11, 12], 1, 12, 4)
+    assert dropped.numbers == (1, 6, 7, 12) and "4 frame number(s) missing" in dropped.notes[0]
     with pytest.raises(SamplingError):
         sample_onset_offset([1, 2, 3], 10, 20, 8)
 
