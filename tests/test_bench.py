@@ -17,6 +17,8 @@ from fdpkit.bench.harness import (
     RECORD_FIELDS, PeakRSS, interleave_order, make_record, run_case, summarize, time_interleaved,
     validate_record,
 )
+import fdpkit.bench
+import fdpkit.train
 from fdpkit.cli import main
 
 
@@ -157,8 +159,14 @@ def test_cli_rejects_unknown_benchmark(capsys):
     assert "unknown benchmark" in capsys.readouterr().err
 
 
+def probe(native: bool):
+    return lambda: {"capability": "AVX2", "native": native, "reason": "test probe",
+                    "fp32_gflops": 30.8, "bf16_gflops": 0.7, "slowdown": 44.0}
+
+
 def test_cli_quick_tiny_train_step_writes_valid_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FDPKIT_BENCH_THREADS", "1")
+    monkeypatch.setattr(fdpkit.train, "cpu_bf16_probe", probe(native=True))  # any CPU: plan as native
     out = tmp_path / "bench.json"
     code = main(["bench", "--quick", "--only", "train_step", "--batch-size", "2", "--json", str(out)])
     captured = capsys.readouterr()
@@ -189,3 +197,40 @@ def test_command_line_round_trip():
 
     assert command_line(Args()).endswith("fdpkit bench --only forward --preset tiny --batch-size 4 "
                                          "--json out.json --quick")
+
+
+def test_plan_without_native_bf16_leaves_bf16_out_and_caps_the_matmul():
+    full, capped = plan(), plan(bf16_skipped="no native bf16")
+    assert all(j["timeout_s"] > 0 for j in full + capped)  # every case has a time limit
+    assert {j["timeout_s"] for j in plan(quick=True)} == {300}
+    assert capped[0]["params"]["bf16_capped"] == "no native bf16"
+    modes = [m for j in capped for m in j["params"].get("modes", [])]
+    assert modes and not [m for m in modes if "bf16" in m]
+    assert "train_step/paper/B36/isolated" not in {j["params"]["case"] for j in capped}
+    assert {j["params"]["case"] for j in capped} == {j["params"]["case"] for j in full} - {
+        "train_step/paper/B36/isolated"}
+
+
+def test_run_benchmarks_skips_bf16_with_a_printed_reason_and_passes_time_limits(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(fdpkit.train, "cpu_bf16_probe", probe(native=False))
+    monkeypatch.delenv(fdpkit.bench.BF16_ENV, raising=False)
+    monkeypatch.setattr(fdpkit.bench, "run_case", lambda fn, params, timeout=None, **kw: calls.append(
+        (fn, params, timeout)) or [])
+    fdpkit.bench.run_benchmarks(["train_step"], ["tiny"], [2], quick=True)
+    err = capsys.readouterr().err
+    assert "bf16 cases skipped" in err and "44.0x slower" in err and "FDPKIT_BENCH_BF16=1" in err
+    assert calls[0][1]["bf16_capped"] and all(t == 300 for _, _, t in calls)
+    assert calls[1][1]["modes"] == ["reference", "batched"]
+    calls.clear()
+    monkeypatch.setenv(fdpkit.bench.BF16_ENV, "1")  # on purpose: measured anyway
+    fdpkit.bench.run_benchmarks(["train_step"], ["tiny"], [2], quick=True, verbose=False)
+    assert "bf16" in calls[1][1]["modes"] and "bf16_capped" not in calls[0][1]
+
+
+def test_capped_bf16_matmul_is_small_and_says_why():
+    from fdpkit.bench.cases import matmul_case
+
+    records = matmul_case({"n": 4096, "repeats": 5, "dtypes": ["bf16"], "bf16_capped": "no native bf16"})
+    assert records[0]["mode"] == "mm512" and records[0]["repeats"] == 1
+    assert "no native bf16" in records[0]["notes"]

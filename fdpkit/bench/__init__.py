@@ -39,6 +39,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
 
 THREADS_ENV = "FDPKIT_BENCH_THREADS"   # torch threads per case (default: all cores)
 CLOCK_ENV = "FDPKIT_BENCH_CLOCK"       # wall (default) | cpu (development on a busy machine)
+BF16_ENV = "FDPKIT_BENCH_BF16"         # 1: bf16 cases even on a CPU without native bf16
 
 
 def add_peaks(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -64,7 +65,10 @@ def run_benchmarks(only=None, presets=None, batch_sizes=None, quick: bool = Fals
                    command: str | None = None, timeout: float | None = None,
                    verbose: bool = True) -> list[dict[str, Any]]:
     """Run the plan, one fresh process per job; `on_record(all_records_so_far)` after each job."""
-    jobs = plan(only, presets, batch_sizes, quick)
+    bf16_skipped = bf16_skip_reason()
+    if bf16_skipped and verbose:
+        print(f"bench: bf16 cases skipped, bf16 matmul capped: {bf16_skipped}", file=sys.stderr, flush=True)
+    jobs = plan(only, presets, batch_sizes, quick, bf16_skipped=bf16_skipped)
     threads = int(os.environ[THREADS_ENV]) if os.environ.get(THREADS_ENV) else None
     clock = os.environ.get(CLOCK_ENV, "wall")
     records: list[dict[str, Any]] = []
@@ -74,7 +78,8 @@ def run_benchmarks(only=None, presets=None, batch_sizes=None, quick: bool = Fals
             print(f"[{i}/{len(jobs)}] {job['label']} ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         params = dict(job["params"], clock=clock, verbose=verbose)
-        new = run_case(job["fn"], params, timeout=timeout, threads=threads, stream=verbose)
+        new = run_case(job["fn"], params, timeout=timeout or job["timeout_s"], threads=threads,
+                       stream=verbose)
         for rec in new:
             rec["job_s"] = round(time.perf_counter() - t0, 2)
             if command:
@@ -89,6 +94,21 @@ def run_benchmarks(only=None, presets=None, batch_sizes=None, quick: bool = Fals
     if verbose:
         print(f"bench: {len(jobs)} jobs in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return records
+
+
+def bf16_skip_reason() -> str | None:
+    """Why this run leaves bf16 out (a CPU without native bf16, `fdpkit.train.cpu_bf16_probe`), or
+    None: native bf16, or FDPKIT_BENCH_BF16=1."""
+    if os.environ.get(BF16_ENV) == "1":
+        return None
+    from fdpkit import train
+
+    probe = train.cpu_bf16_probe()
+    if probe["native"]:
+        return None
+    return (f"no native bf16 on this CPU ({probe['reason']}; bf16 matmul {probe['bf16_gflops']:.1f} "
+            f"vs fp32 {probe['fp32_gflops']:.1f} GFLOP/s, {probe['slowdown']:.1f}x slower); "
+            f"{BF16_ENV}=1 measures them anyway")
 
 
 def _one_line(rec: dict[str, Any]) -> str:
@@ -163,7 +183,8 @@ def command_line(args) -> str:
         parts += ["--json", args.json]
     if getattr(args, "quick", False):
         parts.append("--quick")
-    env = [f"{k}={os.environ[k]}" for k in (THREADS_ENV, CLOCK_ENV, MALLOC_ENV) if os.environ.get(k)]
+    env = [f"{k}={os.environ[k]}" for k in (THREADS_ENV, CLOCK_ENV, BF16_ENV, MALLOC_ENV)
+           if os.environ.get(k)]
     return " ".join(env + [shlex.quote(p) for p in parts])
 
 
