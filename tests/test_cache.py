@@ -238,6 +238,9 @@ def test_file_names_depend_on_row_and_parameters(corpus, tmp_path):
     assert name == C.clip_file_name(row.copy(), C.PreprocessParams())
     assert name != C.clip_file_name(row, C.PreprocessParams(size=32))
     assert name != C.clip_file_name(row, C.PreprocessParams(align="per-frame"))
+    frames = [["img101.jpg", 5120, 1_700_000_000_000_000_000]]      # name, size, mtime_ns
+    assert name != C.clip_file_name(row, params, frames)
+    assert C.clip_file_name(row, params, [[*frames[0][:2], frames[0][2] + 1]]) != C.clip_file_name(row, params, frames)
     moved_onset = row.copy()
     moved_onset["onset"] += 1
     assert name != C.clip_file_name(moved_onset, params) and C.row_key(moved_onset) != C.row_key(row)

@@ -105,7 +105,8 @@ class ClipDataset(Dataset):
             data = load_clip(self.paths[i])
             return data["frames"], data["dynamic_image"]
         except (OSError, ValueError, KeyError) as error:   # unreadable, corrupt, or an array missing
-            raise CacheMissError(f"{self.clip_uids[i]}: cannot read the cache file {self.paths[i]}: {error}; "
+            where = "" if str(self.paths[i]) in str(error) else f"{self.paths[i]}: "   # named once
+            raise CacheMissError(f"{self.clip_uids[i]}: cannot read the cache file {where}{error}; "
                                  "re-run `fdpkit preprocess` (it re-makes bad files)") from error
 
     def uint8(self, i: int) -> tuple[np.ndarray, np.ndarray]:
