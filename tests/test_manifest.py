@@ -81,3 +81,17 @@ def test_edited_manifest_detected_by_hash(tmp_path):
 
 def test_hash_changes_with_any_cell():
     assert manifest_hash(frame(make_row())) != manifest_hash(frame(make_row(apex=60)))
+
+
+def test_clip_ids_differing_only_in_case_are_duplicates():
+    rows = frame(make_row(), make_row(clip="ep02_01F", clip_uid="casme2/01/ep02_01F"))
+    with pytest.raises(ManifestError, match=r"duplicate clip id casme2/01/EP02_01f / casme2/01/ep02_01F \(2 rows; "
+                                            r"ids are compared ignoring case\)"):
+        validate(rows, CLASSES)
+
+
+def test_notes_column_is_optional_on_input_and_kept():
+    rows = validate(frame(make_row()).drop(columns=[]), CLASSES)
+    assert rows["notes"].tolist() == [""]
+    noted = validate(frame(make_row(notes="missing frames 50 (1 of 41)")), CLASSES)
+    assert noted["notes"].tolist() == ["missing frames 50 (1 of 41)"]

@@ -117,11 +117,3 @@ def test_missing_columns_and_duplicate_clips_are_named(tmp_path):
     with pytest.raises(ManifestError, match=r"duplicate clip id casme2/01/EP01 \(2 rows\)"):
         validate(twice, CLASSES)
 
-
-def test_clip_ids_differing_only_in_case_are_duplicates(tmp_path):
-    upper = rows(tmp_path)
-    lower = rows(tmp_path, clip="ep01", clip_uid="casme2/01/ep01")
-    with pytest.raises(ManifestError, match=r"duplicate clip id casme2/01/EP01 / casme2/01/ep01 \(2 rows; ids are "
-                                            r"compared ignoring case\)"):
-        validate(pd.concat([upper, lower]), CLASSES)
-

@@ -34,6 +34,11 @@ BAD_ROWS = {
     (4, "EP01_13", 3, 5, 9, "4", "happiness"): r"resolves to .* outside the dataset root",
     ("abc", "EP01_14", 3, 5, 9, "4", "happiness"): r"subject 'abc' is not a subject number",
     (5, "EP01_15", 3, 5, 9, "4", "happiness"): r"duplicate clip id casme2/05/EP01_15 \(sheet rows \d+, \d+\)",
+    (4, "/abs/EP01_16", 3, 5, 9, "4", "happiness"): r"Filename '/abs/EP01_16' is an absolute path",
+    (4, "../EP01_17", 3, 5, 9, "4", "happiness"): r"Filename '\.\./EP01_17' contains '\.\.'",
+    (4, "EP01_18", 3, 5, 9, "4", "happiness"): r"frame file sub04/EP01_18/img4\.jpg resolves to .* outside the dataset root",
+    (4, "EP01_19", 3, 5, -9, "4", "happiness"): r"offset '-9' is negative",
+    (4, "EP01_20", "1e1", 5, 9, "4", "happiness"): r"onset '1e1' is not a frame number \(ASCII digits only\)",
 }
 DUPLICATE = (5, "EP01_15", 3, 5, 9, "4", "happiness")
 
@@ -48,7 +53,7 @@ def corpus(tmp_path_factory):
     make_casme2(root, rows=CASME2_ROWS,
                 extra_rows=notes + [[s, c, None, on, ap, off, None, au, emo] for s, c, on, ap, off, au, emo in bad])
     for subject, clip, *_ in bad:
-        if subject == "abc" or clip == "EP01_08":     # no subject folder / the clip folder is missing
+        if subject == "abc" or clip in ("EP01_08", "/abs/EP01_16", "../EP01_17"):   # no folder to write
             continue
         folder = (base / "outside" if clip == "EP01_13" else root / f"sub{subject:02d}") / clip
         folder.mkdir(parents=True, exist_ok=True)
@@ -60,6 +65,9 @@ def corpus(tmp_path_factory):
     for path in list((root / "sub04" / "EP01_12").iterdir()):                       # only .tif files
         path.rename(path.with_suffix(".tif"))
     (root / "sub04" / "EP01_13").symlink_to(base / "outside" / "EP01_13", target_is_directory=True)
+    (base / "outside" / "img4.jpg").write_bytes(TINY)                                  # one frame file links out
+    (root / "sub04" / "EP01_18" / "img4.jpg").unlink()
+    (root / "sub04" / "EP01_18" / "img4.jpg").symlink_to(base / "outside" / "img4.jpg")
     (root / "sub01" / "EP02_01f" / "._img12.jpg").write_bytes(b"\x00\x05")          # a macOS resource fork: ignored
     return root
 
@@ -95,7 +103,7 @@ def test_cli_counts_reconcile_with_the_files(corpus, tmp_path, capsys):
     out = tmp_path / "manifest.csv"
     assert cli_main(["manifest", "--dataset", "casme2", "--root", str(corpus), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "fdpkit manifest: casme2: 16 bad row(s)" in err and "Traceback" not in err and not out.exists()
+    assert "fdpkit manifest: casme2: 21 bad row(s)" in err and "Traceback" not in err and not out.exists()
     assert cli_main(["manifest", "--dataset", "casme2", "--root", str(corpus), "--out", str(out),
                      "--lenient"]) == 0
     printed = capsys.readouterr().out
