@@ -1,0 +1,138 @@
+"""The released code's train step next to fdpkit's, in one process, interleaved rounds (CPU or GPU).
+
+    python benchmarks/released_side_by_side.py --released /path/to/fdp.py [--batch-size 8]
+        [--rounds 3] [--threads 2] [--device cpu] [--modes released,reference,batched] [--json FILE]
+
+Modes, all fp32 on the same random batch:
+* `released`: the released `fdp.py` (github:CYF-cuber/FDP, never committed; loaded with the stand-in
+  timm of `gpu_check.py`): its model, NLL + 100 MSE, `torch.optim.Adam` defaults.
+* `reference`: `build_model("official", frame_loop=True)`, plain convs, default Adam (the
+  benchmark's reference: the released execution strategy run by fdpkit's model).
+* `batched`: `build_model("official")` + `fdp_loss` + `Adam(fused=True)`: what `fdpkit loso` runs.
+* `batched+sumrank`: `batched` with the official rank pooling's Conv3d replaced by the sum of the
+  per-frame terms the model computes anyway for its rank scores (same sum, other rounding; a lever
+  measured here, not a default).
+
+Every round runs each mode once, the order reversed every other round; medians are printed with
+`torch.backends.cpu.get_cpu_capability()` and the ratio released / each mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+
+
+def _gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", HERE / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_modes(names, released_path, batch, device):
+    from fdpkit.bench.modes import ModeSwitch, mode_settings
+    from fdpkit.model import build_model, fdp_loss
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(batch, 8, 1, 64, 64, generator=g) * 2 - 1).to(device)
+    di = torch.rand(batch, 64, 64, generator=g).to(device)
+    y = (torch.arange(batch) % 5).to(device)
+    fns = {}
+    for name in names:
+        torch.manual_seed(0)
+        if name == "released":
+            model = _gpu_check().load_released(released_path).FDP().to(device).train()
+            opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-3)
+            xr = x.unsqueeze(1)
+
+            def step(model=model, opt=opt, xr=xr):
+                logits, pred = model(xr)
+                loss = F.nll_loss(F.log_softmax(logits, dim=1), y) + 100 * F.mse_loss(pred, di)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        else:
+            base = name.split("+")[0]
+            settings = mode_settings("reference" if base == "reference" else "batched")
+            model = build_model("official", num_classes=5, frame_loop=base == "reference").to(device).train()
+            switch = ModeSwitch(model)
+            opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-3,
+                                   fused=bool(settings.get("fused_adam")))
+            switch.setup(settings)
+            if name.endswith("+sumrank"):
+                _sum_rank(model)
+
+            def step(model=model, opt=opt):
+                loss, _ = fdp_loss(model(x), y, di)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        fns[name] = step
+    return fns
+
+
+def _sum_rank(model) -> None:
+    """The official rank pooling's Conv3d replaced by the sum of the per-frame terms the model
+    already computes for its rank scores (`RankPool.fused = False`): the same sum, no Conv3d."""
+    from fdpkit.model.rank import RankPool
+
+    for module in model.modules():
+        if isinstance(module, RankPool):
+            module.fused = False
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--released", required=True)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--modes", default="released,reference,batched")
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    names = args.modes.split(",")
+    fns = make_modes(names, args.released, args.batch_size, args.device)
+    for name in names:  # warm-up, one call each
+        fns[name]()
+    sync(args.device)
+    times = {n: [] for n in names}
+    for r in range(args.rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            t0 = time.perf_counter()
+            fns[name]()
+            sync(args.device)
+            times[name].append(time.perf_counter() - t0)
+            print(f"round {r + 1} {name}: {times[name][-1]:.2f} s", file=sys.stderr, flush=True)
+    med = {n: sorted(t)[len(t) // 2] for n, t in times.items()}
+    cap = torch.backends.cpu.get_cpu_capability()
+    print(f"cpu capability {cap}, torch {torch.__version__}, {args.threads} threads, "
+          f"B={args.batch_size}, fp32, {args.rounds} interleaved rounds (medians)")
+    for n in names:
+        ratio = f"  released/this x{med['released'] / med[n]:.2f}" if "released" in med else ""
+        print(f"  {n:<22} {med[n]:7.2f} s  (min {min(times[n]):.2f}, max {max(times[n]):.2f}){ratio}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"cpu_capability": cap, "torch": torch.__version__,
+                                               "threads": args.threads, "batch_size": args.batch_size,
+                                               "times_s": times, "median_s": med}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
