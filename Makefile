@@ -9,7 +9,7 @@ FDPKIT_HOME ?= .fdpkit
 SYNTHME := $(FDPKIT_HOME)/synthme
 PYTEST_FLAGS ?=
 
-.PHONY: venv demo test test-unit test-notebooks lab clean-demo
+.PHONY: venv demo test test-unit test-notebooks test-browser lab clean-demo
 
 venv: $(STAMP)
 
@@ -33,6 +33,13 @@ test-unit: $(STAMP)
 
 test-notebooks: $(STAMP)
 	FDPKIT_SMOKE=1 $(PY) -m pytest --nbval-lax notebooks $(PYTEST_FLAGS)
+
+# Both widgets in JupyterLab driven by headless Chromium, and a screenshot of a report's index.html.
+# Needs Debian's chromium (/usr/bin/chromium, or FDPKIT_CHROMIUM) and `pip install playwright`;
+# screenshots go to $(BROWSER_OUT).
+BROWSER_OUT ?= reports/browser
+test-browser: $(STAMP)
+	FDPKIT_BROWSER=1 FDPKIT_BROWSER_OUT=$(abspath $(BROWSER_OUT)) $(PY) -m pytest tests/browser -p no:cacheprovider $(PYTEST_FLAGS)
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

@@ -186,9 +186,11 @@ def _per_dataset(work_dir: Path, classes) -> str:
 def _per_class(summary: dict) -> str:
     import pandas as pd
 
-    rows = [{"class": name, "precision": v["precision"], "recall": v["recall"], "F1": v["f1"],
-             "support": v["support"], "predicted": v["n_pred"]}
-            for name, v in summary.get("per_class", {}).items()]
+    per_class = summary.get("per_class", {})
+    order = [c for c in summary.get("classes", []) if c in per_class] or list(per_class)
+    rows = [{"class": name, "precision": per_class[name]["precision"], "recall": per_class[name]["recall"],
+             "F1": per_class[name]["f1"], "support": per_class[name]["support"],
+             "predicted": per_class[name]["n_pred"]} for name in order]
     return _table_html(pd.DataFrame(rows)) if rows else ""
 
 
@@ -295,8 +297,9 @@ def report_context(out_dir: Path, dataset: str, pages, work_dir: Path, command: 
                                    for name, s in runs],
                        per_dataset=_per_dataset(work_dir, fdp.get("classes", [])), per_class=_per_class(fdp))
         seeds = fdp.get("seeds", {})
+        n = len(seeds.get("folds", {}))
         context["seeds"] = (f"base seed {seeds.get('base')}; one seed per fold derived from it "
-                            f"({len(seeds.get('folds', {}))} folds, listed in runs/fdp/summary.json)")
+                            f"({n} fold{'s' if n != 1 else ''}, listed in runs/fdp/summary.json)")
     return context
 
 
