@@ -301,3 +301,30 @@ def test_only_the_frames_read_are_in_the_key(faulty, tmp_path):
     (folder / "img8.jpg").write_bytes(encode(face(dx=6)))
     again = C.preprocess(row, cache, progress=False, **PREPROCESS)
     assert again.iloc[0]["cached"] and again.iloc[0]["file"] == first.iloc[0]["file"]
+
+
+def test_damaged_cache_files_are_named_before_a_run_and_remade_by_preprocess(faulty, tmp_path):
+    """A truncated npz and one with a flipped byte (zip intact, only its CRC tells): the check a run
+    makes first names both clips and files; `preprocess` re-makes them (byte-identical)."""
+    import shutil
+
+    rows, _, source, report = faulty
+    ok = report[report["status"] == "ok"]
+    cache = tmp_path / "cache"
+    shutil.copytree(source, cache)
+    (uid_a, file_a), (uid_b, file_b) = ok[["clip_uid", "file"]].head(2).itertuples(index=False)
+    data = (cache / file_a).read_bytes()
+    (cache / file_a).write_bytes(data[:len(data) // 2])
+    data = bytearray((cache / file_b).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (cache / file_b).write_bytes(bytes(data))
+    used = rows[rows["clip_uid"].isin(ok["clip_uid"])]
+    with pytest.raises(C.CacheFileError, match=rf"^2 of {len(used)} clip\(s\) cannot be read") as info:
+        C.check_cache_files(cache, used)
+    for uid, name in ((uid_a, file_a), (uid_b, file_b)):
+        assert f"{uid}: {cache / name}: not a readable npz file" in str(info.value)
+    again = C.preprocess(used, cache, progress=False, **PREPROCESS)
+    assert int((~again["cached"]).sum()) == 2
+    for name in (file_a, file_b):
+        assert (cache / name).read_bytes() == (source / name).read_bytes()
+    assert (C.check_cache_files(cache, used)["status"] == "ok").all()
