@@ -32,6 +32,9 @@ class FrameBaseline(nn.Module):
         """(B, T, 1, H, W) -> the encoder's input (B, 1, H, W)."""
         if x.ndim != 5:
             raise ValueError(f"expected x of shape (B, T, C, H, W), got {tuple(x.shape)}")
+        from fdpkit.model.fdp import as_model_input
+
+        x = as_model_input(x, self.head.weight.dtype)
         middle = x[:, x.shape[1] // 2]
         return middle if self.kind == "apex-frame" else middle - x[:, 0]
 

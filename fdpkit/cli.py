@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 
+from fdpkit.model.config import PRESETS
 from fdpkit.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, FdpkitError
 
 # verb -> (module holding `run_cli(args) -> int`, one-line help)
@@ -36,9 +37,13 @@ def _add_manifest(p):
     p.add_argument("--root", required=True, action="append", help="the corpus folder as distributed")
     p.add_argument("--annotations", action="append", default=None,
                    help="annotation spreadsheet (default: found under root)")
-    p.add_argument("--protocol", default=None, help="class map under data_manifests/protocols/ "
-                   "(default: the dataset's default; composite_3class for several datasets)")
+    p.add_argument("--protocol", default=None, help="class map: a name under data_manifests/protocols/ "
+                   "or a path to a JSON file (default: the dataset's default; composite_3class for several "
+                   "datasets)")
     p.add_argument("--lenient", action="store_true", help="skip bad rows into <out>.skipped.csv")
+    p.add_argument("--sheet", action="append", default=None, metavar="NAME",
+                   help="worksheet to read when the workbook has several annotation sheets "
+                        "(one per --dataset for a composite)")
     p.add_argument("--out", required=True, help="manifest CSV to write")
 
 
@@ -68,6 +73,8 @@ def _add_loso(p):
     p.add_argument("--jobs", type=int, default=0,
                    help="fold processes (local executor); 0: one per CPU core, at most 4 (1 with a GPU)")
     p.add_argument("--ray-address", default=None)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                   help="where folds train (default auto: CUDA when present, else CPU)")
     p.add_argument("--shuffle-labels", action="store_true", help="label-shuffled control run")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     p.add_argument("--force", action="store_true", help="reuse a run folder made with another config")
@@ -90,8 +97,8 @@ def _add_bench(p):
 
 
 def _add_model_info(p):
-    p.add_argument("--preset", default="tiny", choices=("paper", "official", "tiny"))
-    p.add_argument("--num-classes", type=int, default=5)
+    p.add_argument("--preset", default="tiny", choices=tuple(PRESETS))
+    p.add_argument("--num-classes", type=int, default=5, help="classes of the MER head (>= 2)")
 
 
 ARGUMENTS = {

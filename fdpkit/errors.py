@@ -59,6 +59,31 @@ class EnvironmentFault(FdpkitError, RuntimeError):
     exit_code = EXIT_ENVIRONMENT
 
 
-__all__ = ["EXIT_OK", "EXIT_BUG", "EXIT_BAD_INPUT", "EXIT_INCOMPLETE", "EXIT_RUN_MISMATCH",
+def check_field_types(obj, error: type[Exception] = BadInput) -> None:
+    """Each field of the dataclass `obj` holds the type its annotation names (annotations as
+    strings, `from __future__ import annotations`): a bool for `bool` (`'no'` is refused, not read
+    as True), an int that is no bool for `int`, a number for `float`, a string for `str`, a tuple of
+    ints for `tuple[int, ...]`; `X | None` also takes None. Raises `error` naming the field."""
+    import dataclasses
+
+    wants = {"bool": ("true or false", lambda v: isinstance(v, bool)),
+             "int": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+             "float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+             "str": ("a name", lambda v: isinstance(v, str)),
+             "tuple[int, ...]": ("a list of whole numbers", lambda v: isinstance(v, tuple) and all(
+                 isinstance(x, int) and not isinstance(x, bool) for x in v))}
+    for f in dataclasses.fields(obj):
+        kind, value = str(f.type).replace(" ", ""), getattr(obj, f.name)
+        optional = kind.endswith("|None")
+        kind = kind.removesuffix("|None").replace(",...", ", ...")
+        if kind not in wants or (optional and value is None):
+            continue
+        want, ok = wants[kind]
+        if not ok(value):
+            raise error(f"{type(obj).__name__}: {f.name} must be {want}"
+                        f"{' or null' if optional else ''}, got {value!r}")
+
+
+__all__ = ["check_field_types", "EXIT_OK", "EXIT_BUG", "EXIT_BAD_INPUT", "EXIT_INCOMPLETE", "EXIT_RUN_MISMATCH",
            "EXIT_DIVERGED", "EXIT_ENVIRONMENT", "EXIT_INTERRUPTED", "EXIT_CODES", "FdpkitError",
            "BadInput", "EnvironmentFault"]

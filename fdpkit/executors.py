@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Any, Callable, Iterable
 
+from fdpkit.errors import BadInput, EnvironmentFault
+
 
 def worker_init(threads: int) -> None:
     import torch
@@ -60,7 +62,7 @@ def run_tasks(tasks: Iterable, run: Callable[[Any], Any], done: Callable[[Any], 
     elif executor == "ray":
         _run_ray(tasks, run, done, ray_address, threads)
     else:
-        raise ValueError(f"executor must be local or ray, got {executor!r}")
+        raise BadInput(f"executor must be local or ray, got {executor!r}")
 
 
 def _run_processes(tasks, run, done, jobs, threads) -> None:
@@ -92,8 +94,50 @@ def import_ray():
     try:
         import ray
     except ImportError as error:
-        raise RuntimeError("the ray executor needs Ray: pip install 'fdpkit[ray]'") from error
+        raise BadInput("the ray executor needs Ray: pip install -e '.[ray]' (or use --executor local)") from error
     return ray
+
+
+# Ray's local node start waits 30 s for the raylet to register (hard-coded in Ray's Python side,
+# `RAY_raylet_start_wait_time_s` on the GCS/raylet side); a busy 2-core machine misses that. So the
+# C++ side gets a longer allowance, worker pre-starting (which competes with the start-up) is off,
+# and a timed-out start is tried again; only then is it a fault.
+RAY_ENV = {"RAY_raylet_start_wait_time_s": "300", "RAY_enable_worker_prestart": "0",
+           "RAY_prestart_worker_first_driver": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+RAY_START_ATTEMPTS = 3
+
+
+def start_ray(address: str | None = None):
+    """-> (ray, started_here). Joins `address` (or $RAY_ADDRESS), else starts one local node for
+    the whole run. A failure is an `EnvironmentFault` in one line (exit code 7)."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray, False
+    address = address or os.environ.get("RAY_ADDRESS")
+    for key, value in RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    attempts = 1 if address else RAY_START_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(include_dashboard=False, log_to_driver=False)
+            return ray, True
+        except Exception as error:  # noqa: BLE001 - Ray raises plain Exceptions on start-up
+            try:
+                ray.shutdown()
+            except Exception:  # noqa: BLE001
+                pass
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            if attempt == attempts:
+                where = f"join the Ray cluster at {address}" if address else "start a local Ray node"
+                raise EnvironmentFault(
+                    f"could not {where} ({first_line}; tried {attempts} time(s)); use --executor local "
+                    "(same results), or check the machine's load and Ray's logs under /tmp/ray") from error
+            print(f"note: Ray start-up attempt {attempt} failed ({first_line}); trying again",
+                  file=sys.stderr)
+    raise AssertionError("unreachable")
 
 
 def _ray_task(run, threads: int, task):
@@ -102,15 +146,7 @@ def _ray_task(run, threads: int, task):
 
 
 def _run_ray(tasks, run, done, address, threads) -> None:
-    ray = import_ray()
-    started = False
-    if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS")
-        if address:
-            ray.init(address=address)
-        else:
-            ray.init(include_dashboard=False)
-        started = True
+    ray, started = start_ray(address)
     try:
         # One GPU per fold when the cluster has GPUs, else `threads` CPUs.
         gpus = ray.cluster_resources().get("GPU", 0)
@@ -119,7 +155,19 @@ def _run_ray(tasks, run, done, address, threads) -> None:
         refs = [remote.remote(run, threads, task) for task in tasks]
         while refs:
             ready, refs = ray.wait(refs, num_returns=1)
-            done(ray.get(ready[0]))
+            done(_ray_result(ray, ready[0]))
     finally:
         if started:
             ray.shutdown()
+
+
+def _ray_result(ray, ref):
+    """The task's result; a task's own exception is re-raised as itself (not as Ray's wrapper with
+    the worker's traceback in its message), so the CLI reports it like the local executor does."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as error:
+        cause = getattr(error, "cause", None)
+        if isinstance(cause, Exception):
+            raise cause from None
+        raise

@@ -307,6 +307,36 @@ def chance_levels(y_true, classes: Sequence) -> dict[str, dict[str, float]]:
     }
 
 
+# ----------------------------------------------------------------------------- degenerate folds
+CONSTANT_TOLERANCE = 1e-3  # probability units: a fold whose every class probability varies less
+# than this over its test clips gives them all the same answer (after a few steps, eval activations
+# can shrink ~10x per block until BatchNorm's running statistics settle: the model learned nothing)
+
+
+def constant_predictor_folds(df: pd.DataFrame, tolerance: float = CONSTANT_TOLERANCE,
+                             fold_col: str = "fold") -> dict[str, Any]:
+    """Folds whose model gave (near-)identical class probabilities to every test clip.
+
+    Needs the ``p_<class>`` columns and ``fold_col``. A fold's spread is the largest, over classes,
+    of max - min of that class's probability over the fold's clips; a fold with at least 2 clips
+    and a spread below ``tolerance`` is constant. Folds with a single clip cannot be judged and are
+    counted apart. Returns ``{"tolerance", "n_folds", "n_judged", "folds": [...], "spread": {fold:
+    spread}}``."""
+    prob_cols = [c for c in df.columns if str(c).startswith("p_")]
+    if not prob_cols or fold_col not in df.columns:
+        raise KeyError(f"predictions need {fold_col!r} and p_<class> columns")
+    spread, constant = {}, []
+    for fold, part in df.groupby(fold_col, sort=True):
+        if len(part) < 2:
+            continue
+        probs = part[prob_cols].to_numpy(dtype=np.float64)
+        spread[str(fold)] = float((probs.max(axis=0) - probs.min(axis=0)).max())
+        if spread[str(fold)] < tolerance:
+            constant.append(str(fold))
+    return {"tolerance": tolerance, "n_folds": int(df[fold_col].nunique()), "n_judged": len(spread),
+            "folds": constant, "spread": spread}
+
+
 # ----------------------------------------------------------------------------- summary
 def _jsonable(x):
     if isinstance(x, dict):
@@ -375,4 +405,5 @@ def summarize(predictions_df: pd.DataFrame, classes: Sequence, *, seed: int = 0,
 __all__ = [
     "METRICS", "confusion", "pooled_metrics", "per_subject_table", "per_fold_summary",
     "subject_draws", "bootstrap_samples", "bootstrap_ci", "chance_levels", "summarize",
+    "constant_predictor_folds", "CONSTANT_TOLERANCE",
 ]

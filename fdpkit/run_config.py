@@ -129,6 +129,9 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 def prepare_run_dir(out_dir: Path, config: dict, force: bool) -> None:
+    """Write config.json into a new RUN_DIR; keep the one of a run with the same fingerprint (a
+    re-run of a finished run only reads, so its folder may be read-only); refuse or (force) clear a
+    run made with another config."""
     path = out_dir / CONFIG
     if path.exists():
         old = read_json(path)
@@ -146,6 +149,8 @@ def prepare_run_dir(out_dir: Path, config: dict, force: bool) -> None:
                     shutil.rmtree(target)
                 elif target.exists():
                     target.unlink()
+        else:
+            return  # same results-defining config: resume into it, config.json as first written
     write_json(path, config)
 
 

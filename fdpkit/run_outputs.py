@@ -48,9 +48,20 @@ def write_fold(result: dict[str, Any], classes: list[str]) -> None:
     write_json(fold_dir / FOLD_METRICS, metrics)
 
 
+def pooled_summary(out_dir: Path, fold_list: list[Fold]) -> dict[str, Any] | None:
+    """The summary.json already pooled from exactly these folds, or None (a finished run re-run
+    only reads: its folder may be read-only)."""
+    path = Path(out_dir) / SUMMARY
+    if not (path.exists() and (Path(out_dir) / PREDICTIONS).exists() and (Path(out_dir) / RESULTS).exists()):
+        return None
+    summary = read_json(path)
+    pooled_folds = set(summary.get("seeds", {}).get("folds", {}))
+    return summary if pooled_folds == {f.subject_uid for f in fold_list} else None
+
+
 def pool_run(out_dir: Path, config: dict, fold_list: list[Fold]) -> dict[str, Any]:
     """Pool the finished folds' predictions into predictions.csv, results.csv, summary.json."""
-    from fdpkit.metrics import per_subject_table, summarize
+    from fdpkit.metrics import constant_predictor_folds, per_subject_table, summarize
 
     out_dir, classes = Path(out_dir), config["manifest"]["classes"]
     frames, fold_rows = [], []
@@ -73,7 +84,7 @@ def pool_run(out_dir: Path, config: dict, fold_list: list[Fold]) -> dict[str, An
         meta["control"] = "label-shuffled training labels (test labels true): expect chance level"
     if selection == "test_best":
         meta["warning"] = OPTIMISTIC_WARNING
-    summary = {**meta, **summary}
+    summary = {**meta, **summary, "constant_predictor": constant_predictor_folds(predictions)}
     table = per_subject_table(predictions, classes)
     info = pd.DataFrame([{"subject_uid": m["subject_uid"], "fold_seed": m["fold_seed"],
                           "selected_step": m["selected_step"], "n_train": m["n_train"],
@@ -98,10 +109,16 @@ def format_summary(summary: dict) -> str:
             f"selection: {summary['selection']}")
     if summary.get("warning"):
         text += f"\nWARNING: {summary['warning']}"
+    constant = summary.get("constant_predictor") or {}
+    if constant.get("folds"):
+        text += (f"\nWARNING: constant predictor in {len(constant['folds'])} of {constant['n_judged']} "
+                 f"folds ({', '.join(constant['folds'][:5])}{' ...' if len(constant['folds']) > 5 else ''}): "
+                 "those models gave every test clip the same probabilities (spread < "
+                 f"{constant['tolerance']:g}); they learned nothing: train longer or check the data")
     if summary.get("shuffle_labels"):
         text += "\n(label-shuffled control)"
     return text
 
 
 __all__ = ["SUMMARY", "RESULTS", "PREDICTIONS", "FOLD_METRICS", "read_predictions", "write_fold",
-           "pool_run", "format_summary"]
+           "pool_run", "pooled_summary", "format_summary"]

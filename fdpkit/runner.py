@@ -39,7 +39,9 @@ from fdpkit.io import stable_hash, write_csv
 from fdpkit.executors import run_tasks
 from fdpkit.run_config import (RUN_KEYS, RunConfigMismatch, clip_shape, fit_to_data, model_config,
                                parse_sets, prepare_run_dir, run_fingerprint, split_overrides)
-from fdpkit.run_outputs import FOLD_METRICS, format_summary, pool_run, read_predictions, write_fold
+from fdpkit.errors import check_field_types
+from fdpkit.run_outputs import (FOLD_METRICS, format_summary, pool_run, pooled_summary, read_predictions,
+                                write_fold)
 from fdpkit.train import predict_proba, train_fold
 from fdpkit.train_config import OPTIMISTIC_WARNING, TrainConfig
 
@@ -231,6 +233,7 @@ def run_loso(manifest, cache_dir, out_dir, preset: str = "tiny", model: str = "f
         raise ValueError("LOSO needs clips of at least 2 subjects in the cache")
     train = TrainConfig.from_preset(preset, **{**train_over, "selection": selection, "steps": steps,
                                                "batch_size": batch_size})
+    check_field_types(train)  # `--set lr=abc` stops here, before anything is written
     fold_list = loso_folds(rows, seed, folds)
     found = lookup(cache_dir, rows)
     data_shape = clip_shape(found["path"].iloc[0])
@@ -267,8 +270,10 @@ def run_loso(manifest, cache_dir, out_dir, preset: str = "tiny", model: str = "f
     if verbose and len(tasks) < len(fold_list):
         print(f"{len(fold_list) - len(tasks)} of {len(fold_list)} folds already finished in {out_dir}")
     started = time.perf_counter()
-    _execute(tasks, classes, executor, jobs, ray_address, train.threads, progress)
-    summary = pool_run(out_dir, config, fold_list)
+    summary = pooled_summary(out_dir, fold_list) if not tasks else None
+    if summary is None:
+        _execute(tasks, classes, executor, jobs, ray_address, train.threads, progress)
+        summary = pool_run(out_dir, config, fold_list)
     if verbose:
         print(format_summary(summary) + f"  ({time.perf_counter() - started:.0f} s)")
     return summary
@@ -330,6 +335,8 @@ def run_cli(args) -> int:
 
     try:
         overrides = parse_sets(args.set)
+        if getattr(args, "device", None):
+            overrides["device"] = args.device
         run_loso(args.manifest, args.cache, args.out, preset=args.preset, model=args.model,
                  selection=args.selection, seed=args.seed, folds=args.folds, executor=args.executor,
                  jobs=auto_jobs(args.jobs), overrides=overrides, shuffle_labels=args.shuffle_labels,

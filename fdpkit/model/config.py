@@ -17,10 +17,21 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from fdpkit.errors import BadInput, check_field_types
+
 VARIANTS = ("paper", "official")
 ENCODERS = ("lgfat", "cnn", "vit")
 RANK_SCORERS = ("learned", "mean")
 RANK_INITS = ("random", "arp")
+STEM_STRIDE = 4  # the stem's two stride-2 convs
+
+
+class ConfigError(BadInput):
+    """An FDPConfig value that cannot work; the message names the field (a ValueError)."""
+
+
+class UnknownField(BadInput, TypeError):
+    """An override that is no FDPConfig field."""
 
 
 @dataclass
@@ -72,27 +83,52 @@ class FDPConfig:
         return self.rank_channels if self.rank_scorer == "learned" else 1
 
     def validate(self) -> "FDPConfig":
+        """Refuse what cannot work, naming the field (`ConfigError`, a ValueError / BadInput)."""
+
         def check(ok: bool, msg: str) -> None:
             if not ok:
-                raise ValueError(f"FDPConfig: {msg}")
+                raise ConfigError(f"FDPConfig: {msg}")
 
+        check_field_types(self, ConfigError)
         check(self.variant in VARIANTS, f"variant must be one of {VARIANTS}, got {self.variant!r}")
         check(self.encoder in ENCODERS, f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
-        check(self.rank_scorer in RANK_SCORERS, f"rank_scorer must be one of {RANK_SCORERS}")
-        check(self.rank_init in RANK_INITS, f"rank_init must be one of {RANK_INITS}")
+        check(self.rank_scorer in RANK_SCORERS,
+              f"rank_scorer must be one of {RANK_SCORERS}, got {self.rank_scorer!r}")
+        check(self.rank_init in RANK_INITS, f"rank_init must be one of {RANK_INITS}, got {self.rank_init!r}")
         n = len(self.depths)
+        check(n >= 1, "depths needs at least one stage")
         check(len(self.widths) == n and len(self.strides) == n and len(self.sr_ratios) == n,
               "depths, widths, strides, sr_ratios must have the same length")
-        check(all(d >= 1 for d in self.depths), "every stage depth must be >= 1")
-        check(len(self.stem_chs) >= 1, "stem_chs needs at least one width")
-        check(len(self.segnet_widths) == len(self.segnet_depths), "segnet widths/depths length")
-        check(self.num_classes >= 1 and self.frames >= 1 and self.rank_channels >= 1, "sizes >= 1")
-        check(self.rank_kernel % 2 == 1, "rank_kernel must be odd")
+        check(all(d >= 1 for d in self.depths), f"every stage depth must be >= 1, got depths={self.depths}")
+        check(all(w >= 1 for w in self.widths), f"every width must be >= 1, got widths={self.widths}")
+        check(all(s in (1, 2) for s in self.strides), f"strides must be 1 or 2, got {self.strides}")
+        check(all(r >= 1 for r in self.sr_ratios), f"sr_ratios must be >= 1, got {self.sr_ratios}")
+        check(len(self.stem_chs) >= 1 and all(c >= 1 for c in self.stem_chs),
+              f"stem_chs needs at least one width, all >= 1, got {self.stem_chs}")
+        check(len(self.segnet_widths) == len(self.segnet_depths) >= 1,
+              "segnet_widths and segnet_depths must have the same (non-zero) length")
+        check(all(v >= 1 for v in self.segnet_widths + self.segnet_depths),
+              "segnet_widths and segnet_depths must be >= 1")
+        check(self.num_classes >= 2, f"num_classes must be >= 2 (cross-entropy over one class is always 0), "
+              f"got {self.num_classes}")
+        for name in ("in_chans", "frames", "rank_channels", "mer_hidden", "mer_pool", "mlp_divisor"):
+            check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        check(self.size >= STEM_STRIDE, f"size must be >= {STEM_STRIDE} (the stem downsamples frames by "
+              f"{STEM_STRIDE}), got {self.size}")
+        check(self.feature_size >= 1, f"feature_size must be >= 1, got {self.feature_size}")
+        check(self.head_dim >= 1, f"head_dim must be >= 1, got {self.head_dim}")
+        check(self.rank_kernel >= 1 and self.rank_kernel % 2 == 1,
+              f"rank_kernel must be a positive odd number, got {self.rank_kernel}")
+        check(self.mlp_ratio > 0, f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+        check(self.gra_mlp_ratio > 0, f"gra_mlp_ratio must be > 0, got {self.gra_mlp_ratio}")
+        check(0 < self.mix_ratio < 1, f"mix_ratio must be in (0, 1), got {self.mix_ratio}")
+        check(0 <= self.drop_path < 1, f"drop_path must be in [0, 1), got {self.drop_path}")
         if self.dynamic_image:
             levels = len(self.segnet_depths)
             check(self.feature_size % (2**levels) == 0,
                   f"feature_size {self.feature_size} must be divisible by 2**{levels} (SegNet)")
-        check(self.feature_size >= self.mer_pool, "feature_size must be >= mer_pool")
+        check(self.feature_size >= self.mer_pool,
+              f"feature_size {self.feature_size} must be >= mer_pool {self.mer_pool}")
         if self.variant == "official":
             check(self.encoder == "cnn",
                   "the released code builds no attention block: variant='official' needs "
@@ -148,16 +184,17 @@ def make_config(preset: str = "paper", **overrides: Any) -> FDPConfig:
     released encoder has no attention), so e.g. ``make_config("tiny", variant="official")`` works.
     """
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+        raise ConfigError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     values = dict(PRESETS[preset])
     if overrides.get("variant") == "official" and "encoder" not in overrides:
         values["encoder"] = "cnn"
     values.update(overrides)
     unknown = set(values) - {f.name for f in dataclasses.fields(FDPConfig)}
     if unknown:
-        raise TypeError(f"unknown FDPConfig fields: {sorted(unknown)}")
+        raise UnknownField(f"unknown FDPConfig fields: {sorted(unknown)} (fields: "
+                           f"{', '.join(f.name for f in dataclasses.fields(FDPConfig))})")
     for key in ("stem_chs", "depths", "widths", "strides", "sr_ratios", "segnet_widths",
                 "segnet_depths"):
-        if key in values:
+        if key in values and isinstance(values[key], (list, tuple)):
             values[key] = tuple(values[key])
     return FDPConfig(**values).validate()

@@ -41,6 +41,16 @@ class FDPOutput(NamedTuple):
     attentions: list[torch.Tensor] | None = None
 
 
+def as_model_input(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Frames of another floating dtype (float64, float16) are cast to the weights' dtype; integer
+    frames (uint8 pixels) are refused: the model takes floats in [-1, 1] (`x / 127.5 - 1`, what
+    `fdpkit.data.dataset.frames_to_float` does)."""
+    if not torch.is_floating_point(x):
+        raise TypeError(f"frames must be floating point in [-1, 1], got {x.dtype}; convert uint8 "
+                        "pixels with x / 127.5 - 1 (fdpkit.data.dataset.frames_to_float)")
+    return x if x.dtype == dtype else x.to(dtype)
+
+
 class FDP(nn.Module):
     def __init__(self, cfg: FDPConfig):
         super().__init__()
@@ -65,6 +75,7 @@ class FDP(nn.Module):
         expected = (self.cfg.in_chans, self.cfg.size, self.cfg.size)
         if tuple(x.shape[2:]) != expected:
             raise ValueError(f"expected frames of shape {expected}, got {tuple(x.shape[2:])}")
+        x = as_model_input(x, self.encoder.head.weight.dtype)
         if self.cfg.frame_loop:
             feats, attns = [], [] if return_attention else None
             for i in range(t):  # as the released code: BatchNorm sees B frames per call

@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import PRESETS
 from .fdp import build_model
 
 TOP_LEVEL = ("encoder", "rank", "mer_head", "di_decoder")
@@ -60,16 +59,11 @@ def format_model_info(preset: str = "paper", num_classes: int = 5, **kwargs: Any
     return "\n".join(lines)
 
 
-def main_model_info(args: Any) -> int:
-    """CLI entry: `args.preset` (default paper), optional `args.num_classes`, `args.frames`,
-    `args.size`. Prints the table, returns 0."""
-    preset = getattr(args, "preset", None) or "paper"
-    if preset not in PRESETS:
-        raise SystemExit(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    print(format_model_info(preset, getattr(args, "num_classes", None) or 5,
+def run_cli(args: Any) -> int:
+    """`fdpkit model-info`: prints the table of `args.preset` for `args.num_classes` classes. A bad
+    preset or class count is a `ConfigError` (exit 2 through `fdpkit.cli`)."""
+    num_classes = getattr(args, "num_classes", 5)
+    print(format_model_info(args.preset, 5 if num_classes is None else num_classes,
                             frames=getattr(args, "frames", None) or 8,
                             size=getattr(args, "size", None) or 64))
     return 0
-
-
-run_cli = main_model_info  # `fdpkit model-info` looks up `run_cli(args)` in this module
