@@ -24,9 +24,13 @@ Cases, in priority order, each in a fresh process with its own time limit, cut s
 `--smoke` runs every case on the CPU with the `tiny` preset, B=2, a few steps and
 `torch.compile(backend="eager")`, in well under a minute (tests/test_gpu_check.py).
 
-Needs torch and einops (pure Python: if missing, installed from `benchmarks/wheels/` when that
-folder holds its wheel, else the run stops saying so); the `fold` and `shared` cases also need
-numpy and pandas (skipped with the reason if missing). No dlib, no JupyterLab, no data files.
+Needs torch and einops; the `fold` and `shared` cases also need numpy and pandas (skipped with the
+reason if missing). A missing one is installed offline from `benchmarks/wheels/` (`--wheels`) when
+that folder has its wheel: prepare it where pip reaches PyPI with
+`pip download einops --no-deps -d benchmarks/wheels` (pure Python, any interpreter) and, for a
+machine without them, `pip download numpy pandas --only-binary=:all: --python-version 3.X
+--platform manylinux2014_x86_64 -d benchmarks/wheels`. Without an einops wheel the run stops saying
+so. No dlib, no JupyterLab, no data files.
 Writes the records as JSON (default `benchmarks/results/gpu_check-<device>-<time>.json`) and
 prints a table.
 """
@@ -500,19 +504,23 @@ def released_ratios(records: list[dict]) -> dict:
 
 
 def ensure_dependencies(wheels: Path) -> None:
-    """torch must be there; einops is installed from `wheels` if missing; else SystemExit."""
+    """torch must be there. einops (needed), numpy and pandas (the fold cases) are installed from
+    the wheels in `wheels` when missing (pip picks the ones that fit this Python); a missing einops
+    without a wheel stops the run with what to do, missing numpy / pandas skip the fold cases."""
     if importlib.util.find_spec("torch") is None:
         raise SystemExit("gpu_check: PyTorch is not installed in this Python "
                          f"({sys.executable}); install the CUDA build of torch first")
-    if importlib.util.find_spec("einops") is None:
-        found = sorted(wheels.glob("einops-*.whl")) if wheels.is_dir() else []
-        if not found:
-            raise SystemExit(f"gpu_check: einops is missing and {wheels} holds no einops wheel; run "
-                             f"`pip download einops --no-deps -d {wheels}` where pip reaches PyPI "
-                             "(the wheel is pure Python) and carry the folder, or pip install einops")
-        subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", str(found[-1])],
-                       check=True)
-        importlib.invalidate_caches()
+    for name in ("einops", "numpy", "pandas"):
+        if importlib.util.find_spec(name) is not None:
+            continue
+        if wheels.is_dir() and sorted(wheels.glob(f"{name}-*.whl")):
+            subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--find-links",
+                            str(wheels), name], check=False)
+            importlib.invalidate_caches()
+        if name == "einops" and importlib.util.find_spec(name) is None:
+            raise SystemExit(f"gpu_check: einops is missing and {wheels} holds no einops wheel that "
+                             f"installs; run `pip download einops --no-deps -d {wheels}` where pip "
+                             "reaches PyPI (a pure-Python wheel) and bring the folder, or pip install einops")
 
 
 def main(argv=None) -> int:

@@ -91,6 +91,18 @@ def _sum_rank(model) -> None:
             module.fused = False
 
 
+def profile(fn, args, rows: int = 25) -> int:
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    fn()  # warm-up
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    print(f"cpu capability {torch.backends.cpu.get_cpu_capability()}, {args.threads} threads, "
+          f"B={args.batch_size}, mode {args.profile}")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+    return 0
+
+
 def sync(device):
     if device == "cuda":
         torch.cuda.synchronize()
@@ -105,10 +117,14 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--modes", default="released,reference,batched")
     ap.add_argument("--json")
+    ap.add_argument("--profile", metavar="MODE", help="profile one call of MODE (after a warm-up) "
+                    "with torch.profiler and print the top ops by self time instead of timing")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = args.modes.split(",")
     fns = make_modes(names, args.released, args.batch_size, args.device)
+    if args.profile:
+        return profile(fns[args.profile], args)
     for name in names:  # warm-up, one call each
         fns[name]()
     sync(args.device)

@@ -109,3 +109,11 @@ def test_missing_einops_without_a_wheel_stops_with_a_clear_message(tmp_path, mon
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "einops" else real(name, *a))
     with pytest.raises(SystemExit, match="einops is missing and .* holds no einops wheel"):
         check.ensure_dependencies(tmp_path / "wheels")
+
+
+def test_fold_cases_without_pandas_are_skipped_with_the_reason(monkeypatch):
+    check = load_script()
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pandas" else real(name, *a))
+    assert "needs pandas" in check.case_fold({"steps": 3}, deadline=0)["skipped"]
+    assert "needs pandas" in check.case_shared({"jobs": 2}, deadline=0)["skipped"]
