@@ -41,11 +41,17 @@ def _exit_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
     os._exit(1)
 
 
+def watch_parent(parent_pid: int) -> None:
+    """In a worker process: exit (within ~0.5 s) once the process `parent_pid` is gone, so a
+    `kill -9`ed driver leaves no orphan writing into its folders (fold and preprocessing workers)."""
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+
+
 def process_worker_init(threads: int, parent_pid: int) -> None:
     """A killed driver must not leave workers training on and writing checkpoints into RUN_DIR
     (a re-run would then share the fold with them), so each worker exits when its parent goes."""
     worker_init(threads)
-    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    watch_parent(parent_pid)
 
 
 def run_tasks(tasks: Iterable, run: Callable[[Any], Any], done: Callable[[Any], None], *,

@@ -211,7 +211,7 @@ def run_loso(manifest, cache_dir, out_dir, preset: str = "tiny", model: str = "f
     fields, optionally prefixed `train.` / `model.`. Returns the summary dict (also in summary.json).
     """
     from fdpkit.data.dataset import ok_rows
-    from fdpkit.data.cache import lookup
+    from fdpkit.data.cache import check_cache_files
 
     run_over, train_over, model_over = split_overrides(overrides)
     if run_over:
@@ -235,7 +235,7 @@ def run_loso(manifest, cache_dir, out_dir, preset: str = "tiny", model: str = "f
                                                "batch_size": batch_size})
     check_field_types(train)  # `--set lr=abc` stops here, before anything is written
     fold_list = loso_folds(rows, seed, folds)
-    found = lookup(cache_dir, rows)
+    found = check_cache_files(cache_dir, rows)  # a corrupt clip file is named now, not mid-training
     data_shape = clip_shape(found["path"].iloc[0])
     model_over = fit_to_data(model_over, preset, data_shape)
     out_dir = Path(out_dir)

@@ -33,15 +33,13 @@ def init_worker(parent_pid: int | None = None) -> None:
     """Worker-process initialiser: one OpenCV thread per process (the processes are the parallelism),
     and, given the driver's pid, exit when the driver is gone (a `kill -9`ed `fdpkit preprocess`
     must not leave workers writing npz files into the cache for minutes), as loso's fold workers do."""
-    import threading
-
     import cv2
 
-    from fdpkit.executors import _exit_with_parent
+    from fdpkit.executors import watch_parent
 
     cv2.setNumThreads(1)
     if parent_pid is not None:
-        threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+        watch_parent(parent_pid)
 
 
 def process_clip(task: dict) -> dict:

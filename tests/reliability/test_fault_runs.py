@@ -11,6 +11,7 @@ import errno
 import math
 import os
 import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -208,3 +209,20 @@ def test_run_dir_with_another_config_is_refused_unless_forced(toy, toy_reference
     assert cli_main(base + ["--steps", "4", "--force"]) == 0
     assert io.read_json(out / "config.json")["train"]["steps"] == 4
     assert io.read_json(out / "folds" / "synthme_s01" / "metrics.json")["steps"] == 4
+
+
+def test_corrupt_cache_file_stops_loso_before_it_writes_anything(toy, tmp_path, capsys):
+    manifest, cache = toy
+    copy = tmp_path / "cache"
+    shutil.copytree(cache, copy)
+    bad = copy / "s02_c1.npz"
+    data = bad.read_bytes()
+    bad.write_bytes(data[:len(data) // 2])
+    out = tmp_path / "run"
+    assert cli_main(["loso", "--manifest", str(manifest), "--cache", str(copy), "--out", str(out), *CLI_RUN]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    assert err.startswith(f"fdpkit loso: 1 of 8 clip(s) cannot be read from the cache {copy}: "
+                          f"synthme/s02/c1: {bad}: not a readable npz file"), err
+    assert err.endswith("Re-run `fdpkit preprocess` with the same manifest and --cache (it re-makes bad files)")
+    assert not out.exists()
