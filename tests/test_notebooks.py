@@ -240,3 +240,26 @@ def test_notebook_pages_fetch_nothing(tmp_path):
     assert not re.search(r'(src|href)="(https?:)?//', text)
     assert "require" not in text.split("<body")[0] and "mathjax" not in text.lower() and "unpkg" not in text
     assert "training: 100%" in text
+
+
+def _cells(stem, kind):
+    return [c.source for c in nbformat.read(str(nb_path(stem)), as_version=4).cells if c.cell_type == kind]
+
+
+def test_02_builds_every_piece_in_view_and_states_no_hard_coded_numbers():
+    code = "\n".join(_cells("02_train", "code"))
+    for piece in ("data.dataset(", "build_model(", "nb.parameter_table(model)", "fdp_loss(", "optimiser.step()",
+                  "loss.backward()", "for step in tqdm(", "predict_proba(", "pooled_metrics(",
+                  "widgets.ClipInspector", "figures.apex_position", 'nb.run(p, data, "fdp-one-fold"'):
+        assert piece in code, piece
+    assert "config.di_weight" in code and "TrainConfig.from_preset(p.preset" in code  # weights from the preset
+    text = "\n".join(_cells("02_train", "markdown"))
+    assert "The same at scale: `run_loso(...)`" in text
+    assert not re.search(r"\d+\s*[x×]", text)  # no "100 x" written into the text
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_notebooks_speak_to_a_notebook_user(stem):
+    for source in _cells(stem, "markdown") + _cells(stem, "code"):
+        assert not re.search(r"--(force|out|set)\b", source), stem  # no command-line flags as advice
+    assert not any(re.search(r"^\s*class\s+\w+", s, re.M) for s in _cells(stem, "code")), stem  # no model classes
