@@ -35,10 +35,11 @@ test-notebooks: $(STAMP)
 	FDPKIT_SMOKE=1 $(PY) -m pytest --nbval-lax notebooks $(PYTEST_FLAGS)
 
 # Both widgets in JupyterLab driven by headless Chromium, and a screenshot of a report's index.html.
-# Needs Debian's chromium (/usr/bin/chromium, or FDPKIT_CHROMIUM) and `pip install playwright`;
+# Needs Debian's chromium (/usr/bin/chromium, or FDPKIT_CHROMIUM) and Playwright (the `browser` extra);
 # screenshots go to $(BROWSER_OUT).
 BROWSER_OUT ?= reports/browser
 test-browser: $(STAMP)
+	$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install -c $(CONSTRAINTS) -e ".[browser]"
 	FDPKIT_BROWSER=1 FDPKIT_BROWSER_OUT=$(abspath $(BROWSER_OUT)) $(PY) -m pytest tests/browser -p no:cacheprovider $(PYTEST_FLAGS)
 
 lab: $(STAMP)

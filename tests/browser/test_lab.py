@@ -48,7 +48,10 @@ def browser(tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium) "
                     "or set FDPKIT_CHROMIUM")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        pytest.fail("Playwright is not installed: pip install -e '.[browser]' (or pip install playwright)")
     profile = tmp_path_factory.mktemp("chromium-profile")  # fresh user-data dir
     with sync_api.sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
