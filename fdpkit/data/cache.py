@@ -222,6 +222,7 @@ def preprocess(manifest: Manifest | str | os.PathLike | pd.DataFrame, cache_dir,
         tasks.append({
             "clip_uid": uid,
             "folder": str(folder),
+            "root": str(row["root"]),
             "onset": int(row["onset"]),
             "offset": int(row["offset"]),
             "path": str(cache_dir / files[uid]),

@@ -8,13 +8,14 @@ raises: every problem becomes a ``failed`` or ``skipped`` result with a reason.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from fdpkit.data.dynamic_image import dynamic_image_uint8
 from fdpkit.data.faces import NoFaceError, landmarks_68, similarity_transform, warp_face
-from fdpkit.data.frames import index_frames
+from fdpkit.data.frames import index_frames, links_outside
 from fdpkit.data.sampling import SamplingError, SamplingSkip, sample_frames
 from fdpkit.io import write_npz
 
@@ -98,6 +99,12 @@ def make_clip(task: dict) -> list[str]:
     notes = list(sampled.notes)
 
     unique = list(dict.fromkeys(sampled.numbers))          # distinct numbers, time order
+    if task.get("root"):  # frame files, like their folders, must live under the dataset root
+        outside = links_outside([files[n] for n in unique], Path(os.path.realpath(task["root"])))
+        if outside:
+            name, target = outside[0]
+            raise ClipFailed(f"frame file {name} in {folder} resolves to {target}, outside the dataset "
+                             f"root {task['root']} (a symlink?); frames must live under the root")
     images = {number: read_frame(files[number]) for number in unique}
     size, enlarge = int(params["size"]), float(params["box_enlarge"])
     if params["align"] == "once":

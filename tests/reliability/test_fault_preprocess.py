@@ -117,6 +117,24 @@ def test_frame_folder_symlinked_out_of_the_root_is_refused_at_preprocessing(faul
     assert row["status"] == "failed" and "outside the dataset root" in row["reason"], dict(row)
 
 
+def test_frame_files_symlinked_out_of_the_root_are_refused_at_preprocessing(tmp_path):
+    """The clip folder is inside the root, but its frame files are links to files outside it."""
+    root, outside = tmp_path / "corpus", tmp_path / "elsewhere"
+    numbers = write_frames(outside, frames())
+    folder = root / "sub01" / "EP14_linked_files"
+    folder.mkdir(parents=True)
+    for number in numbers:
+        (folder / f"img{number}.jpg").symlink_to(outside / f"img{number}.jpg")
+    manifest = write_manifest_csv(tmp_path / "m.csv", [manifest_row(root, "01", "EP14_linked_files", numbers)],
+                                  CLASSES)
+    report = C.preprocess(manifest, tmp_path / "cache", lenient=True, progress=False, **PREPROCESS)
+    row = report.iloc[0]
+    assert row["status"] == "failed", dict(row)
+    assert re.search(r"frame file img\d+\.jpg in .*EP14_linked_files resolves to .*elsewhere.* outside the "
+                     r"dataset root", row["reason"]), row["reason"]
+    assert not list((tmp_path / "cache").glob("*.npz"))
+
+
 def test_report_accounts_for_every_row_in_manifest_order(faulty):
     rows, _, cache, report = faulty
     assert list(report["clip_uid"]) == list(rows["clip_uid"])
