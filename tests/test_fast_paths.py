@@ -19,7 +19,13 @@ from fdpkit.bench.cases import (
 )
 from fdpkit.model import build_model, fdp_loss
 
+from equivalence import assert_paths_equivalent, calibrate, scale_of
+
 FIELDS = ("logits", "dynamic_image", "rank_scores", "frame_features")
+
+# Equivalence tests compare execution paths in float64 (the maths) and float32 (what runs) with
+# the bounds derived in tests/equivalence.py; `.ci/run` repeats them under other CPU kernels.
+equivalence = pytest.mark.equivalence
 
 
 @pytest.fixture(autouse=True)
@@ -34,9 +40,12 @@ _MODELS: dict[str, torch.nn.Module] = {}
 
 
 def eval_model(preset: str) -> torch.nn.Module:
+    """The preset at seed 0 with calibrated BatchNorm statistics (outputs depend on the input)."""
     if preset not in _MODELS:
         torch.manual_seed(0)
-        _MODELS[preset] = build_model(preset, num_classes=5).eval()
+        model = build_model(preset, num_classes=5)
+        x, _, _ = make_inputs(4 if preset == "tiny" else 2, model.cfg.frames, model.cfg.size, seed=99)
+        _MODELS[preset] = calibrate(model, x)
     return _MODELS[preset]
 
 
@@ -55,42 +64,62 @@ def max_diff(a, b) -> float:
     return float((a.float() - b.float()).abs().max())
 
 
+def assert_modes_equivalent(model, x, mode: str, reference: str = "reference", what: str = ""):
+    """`mode` vs `reference` on the same weights, in float64 and float32 (tests/equivalence.py)."""
+    assert_paths_equivalent(model, x, lambda m, xx: run(m, xx, mode),
+                            lambda m, xx: run(m, xx, reference), f"{what} {mode}")
+
+
+@equivalence
 @pytest.mark.parametrize("preset", ["official", "paper", "tiny"])
 def test_batched_frames_match_frame_loop_in_eval(preset):
     model = eval_model(preset)
     x, _, _ = make_inputs(2 if preset == "tiny" else 1, model.cfg.frames, model.cfg.size)
-    ref = run(model, x, "reference")
-    out = run(model, x, "batched")
-    for field in FIELDS:
-        torch.testing.assert_close(getattr(out, field), getattr(ref, field), rtol=1e-5, atol=1e-5,
-                                   msg=lambda m, f=field: f"{preset} {f}: {m}")
+    assert_modes_equivalent(model, x, "batched", what=preset)
 
 
+def assert_within_bf16_tolerance(model, x, out, ref):
+    """bf16 (8 mantissa bits, 2^-9 = 0.2 % per rounding) vs fp32 on the calibrated model. Not an
+    equivalence of paths: each bound says which bf16 error it allows and what was measured
+    (AVX-512, AVX2 and SSE4.1 kernels, autocast and pure bf16, tiny and official presets)."""
+    logits, features = out.logits.float(), out.frame_features.float()
+    # logits: a few bf16 roundings of O(scale) terms; measured <= 1.4 % of the scale
+    assert max_diff(logits, ref.logits) <= 0.05 * scale_of(ref.logits), "logits"
+    assert torch.equal(logits.argmax(1), ref.logits.argmax(1)) or max_diff(logits, ref.logits) < 1e-3
+    # features: ~25 (tiny) to ~60 (official) bf16-rounded layers in sequence; measured <= 5.6 %
+    assert max_diff(features, ref.frame_features) <= 0.10 * scale_of(ref.frame_features), "features"
+    # rank scores are spatial means of contributions that largely cancel (scores ~1e-3, terms
+    # ~0.2): bf16's error is relative to the terms, so the bound is 5 % of the largest term
+    # (measured <= 0.2 %)
+    with torch.inference_mode():
+        _, _, contrib = model.representation(x, return_contributions=True)
+    assert max_diff(out.rank_scores, ref.rank_scores) <= 0.05 * scale_of(contrib), "rank_scores"
+    # dynamic image: at bf16 rounding many of the decoder's 2x2 max-pool windows are near-ties, so
+    # max-unpool moves values between pixels all over the image (tests/equivalence.py; measured up
+    # to 0.43 at a pixel, correlation with the fp32 image only 0.53-0.56 for the untrained official
+    # decoder): no per-pixel bound holds, only the image's mean level: mean |difference| measured
+    # <= 0.08 (official), 0.008 (tiny). The decoder's logic is checked per pixel in fp32 / fp64 by
+    # the equivalence tests above; autocast changes dtypes, not that logic.
+    di, di_ref = out.dynamic_image.double(), ref.dynamic_image.double()
+    assert float((di - di_ref).abs().mean()) <= 0.1, "dynamic_image mean"
+
+
+@equivalence
 @pytest.mark.parametrize("preset", ["official", "tiny"])
 def test_bf16_autocast_within_bf16_tolerance(preset):
     model = eval_model(preset)
     x, _, _ = make_inputs(1, model.cfg.frames, model.cfg.size)
-    ref = run(model, x, "batched")
-    out = run(model, x, "bf16")
-    for field in FIELDS:
-        scale = float(getattr(ref, field).abs().max())
-        # bf16 keeps 8 mantissa bits (~0.4 % per rounding); allow 5 % of the output's scale
-        assert max_diff(getattr(out, field), getattr(ref, field)) <= 0.05 * scale + 1e-6, field
-    assert torch.equal(out.logits.float().argmax(1), ref.logits.argmax(1)) or \
-        max_diff(out.logits, ref.logits) < 1e-3
+    assert_within_bf16_tolerance(model, x, run(model, x, "bf16"), run(model, x, "batched"))
 
 
+@equivalence
 @pytest.mark.parametrize("preset", ["tiny"])
 def test_channels_last_matches(preset):
+    # oneDNN picks other conv algorithms for NHWC: equal up to rounding (and near-tie pixels of the
+    # dynamic image), see tests/equivalence.py
     model = eval_model(preset)
     x, _, _ = make_inputs(2, model.cfg.frames, model.cfg.size)
-    ref = run(model, x, "reference")
-    out = run(model, x, "batched+channels_last")
-    torch.testing.assert_close(out.logits, ref.logits, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(out.frame_features, ref.frame_features, rtol=1e-5, atol=1e-5)
-    # oneDNN picks other conv algorithms for NHWC: the 26-conv SegNet amplifies the rounding
-    # differences of its untrained weights to ~1e-4 (measured 1.2e-4 official, 1.2e-3 paper)
-    assert max_diff(out.dynamic_image, ref.dynamic_image) < 2e-3
+    assert_modes_equivalent(model, x, "batched+channels_last", what=preset)
     assert next(p for p in model.parameters() if p.dim() == 4).is_contiguous()  # restored
 
 
@@ -111,6 +140,7 @@ def _step_grads(model, mode_name, x, y, di, optimizer=None):
     return float(loss.detach()), grads
 
 
+@equivalence
 def test_checkpointed_encoder_gives_same_loss_and_gradients():
     base = _train_copy()
     ckpt = copy.deepcopy(base)
@@ -124,6 +154,7 @@ def test_checkpointed_encoder_gives_same_loss_and_gradients():
     assert all("forward" not in m.__dict__ for m in checkpoint_targets(ckpt))  # restored
 
 
+@equivalence
 def test_fused_adam_matches_default_adam():
     # the same gradients go to both optimisers, so only the Adam implementation differs
     models = [_train_copy(), _train_copy()]
@@ -157,6 +188,7 @@ def test_mode_switch_sets_and_restores_flags():
     assert all("forward" not in m.__dict__ for m in checkpoint_targets(model))
 
 
+@equivalence
 def test_small_map_conv_eval_identical_and_gradients_close():
     # official-style tiny: dense 3x3 MHCA, last stage on 2x2 maps; the model's default GEMM
     # weight-gradient path vs the plain conv kernels (the reference's)
@@ -201,15 +233,15 @@ def test_mode_switch_toggles_small_map_path():
     assert not any(m.small_map_wgrad for m in small_map_targets(model))
 
 
-def test_pure_bf16_inference_within_bf16_tolerance():
-    model = eval_model("tiny")
-    x, _, _ = make_inputs(2, 8, 64)
+@equivalence
+@pytest.mark.parametrize("preset", ["official", "tiny"])
+def test_pure_bf16_inference_within_bf16_tolerance(preset):
+    model = eval_model(preset)
+    x, _, _ = make_inputs(2, model.cfg.frames, model.cfg.size)
     with torch.inference_mode():
         ref = model(x)
         out = copy.deepcopy(model).to(torch.bfloat16)(x.to(torch.bfloat16))
-    for field in FIELDS:
-        scale = float(getattr(ref, field).abs().max())
-        assert max_diff(getattr(out, field), getattr(ref, field)) <= 0.05 * scale + 1e-6, field
+    assert_within_bf16_tolerance(model, x, out, ref)
 
 
 def test_mode_names_parse():
