@@ -15,6 +15,7 @@ VERBS = {
     "manifest": ("fdpkit.data.adapters", "read a corpus as distributed into a validated manifest"),
     "preprocess": ("fdpkit.data.cache", "align faces, sample frames, cache clips and dynamic images"),
     "loso": ("fdpkit.runner", "train and evaluate leave-one-subject-out"),
+    "compare": ("fdpkit.compare", "paired comparison of LOSO runs on the same folds (differences, intervals, p)"),
     "report": ("fdpkit.report", "run the notebooks with papermill and write an HTML report"),
     "bench": ("fdpkit.bench", "measure speed and memory"),
     "model-info": ("fdpkit.model.info", "parameters per module and FLOPs per clip"),
@@ -101,9 +102,15 @@ def _add_model_info(p):
     p.add_argument("--num-classes", type=int, default=5, help="classes of the MER head (>= 2)")
 
 
+def _add_compare(p):
+    from fdpkit.compare import add_arguments
+
+    add_arguments(p)
+
+
 ARGUMENTS = {
     "synth": _add_synth, "manifest": _add_manifest, "preprocess": _add_preprocess, "loso": _add_loso,
-    "report": _add_report, "bench": _add_bench, "model-info": _add_model_info,
+    "compare": _add_compare, "report": _add_report, "bench": _add_bench, "model-info": _add_model_info,
 }
 
 
