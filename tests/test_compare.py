@@ -308,3 +308,38 @@ def test_cli_prints_one_row_per_run_writes_json_and_leaves_summaries(tmp_path, c
 def test_cli_needs_two_runs(tmp_path):
     with pytest.raises(BadInput, match="at least two run folders"):
         compare.run_cli(parse([str(tmp_path)]))
+
+
+# ----------------------------------------------------------------------------- end to end
+def test_two_real_loso_runs_compare_like_sklearn_and_stay_untouched(tmp_path):
+    """fdpkit.runner.run_loso writes two runs (FDP and the difference baseline) on a toy cache; the
+    comparison pairs their predictions.csv, agrees with sklearn and leaves summary.json as it was;
+    a run on a subset of the folds is refused."""
+    import sys
+    from pathlib import Path
+
+    from fdpkit.runner import run_loso
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from toycache import TOY_CLASSES, make_toy_cache
+
+    manifest, cache = make_toy_cache(tmp_path / "toy", ["s01", "s02", "s03"], clips_per_subject=4)
+    kw = dict(preset="tiny", steps=3, batch_size=4, progress=False, verbose=False, jobs=1)
+    a, b = tmp_path / "fdp", tmp_path / "difference"
+    run_loso(manifest, cache, a, **kw)
+    run_loso(manifest, cache, b, model="difference", **kw)
+    before = [(r / "summary.json").read_bytes() for r in (a, b)]
+    result = compare.compare_runs(a, b, n_boot=50)
+    assert (result["a"]["model"], result["b"]["model"]) == ("fdp", "difference")
+    assert result["n_subjects"] == 3 and result["permutation"] == {**result["permutation"], "kind": "exact", "n": 8}
+    ta, tb = pd.read_csv(a / "predictions.csv", dtype=str), pd.read_csv(b / "predictions.csv", dtype=str)
+    tb = tb.set_index("clip_uid").loc[ta["clip_uid"]].reset_index()
+    for k in compare.COMPARED:
+        assert result["difference"][k]["diff"] == pytest.approx(sk(tb, TOY_CLASSES)[k] - sk(ta, TOY_CLASSES)[k],
+                                                                abs=1e-12)
+        assert result["difference"][k]["p"] in {i / 8 for i in range(1, 9)}
+    assert [(r / "summary.json").read_bytes() for r in (a, b)] == before
+    subset = tmp_path / "subset"
+    run_loso(manifest, cache, subset, folds="s01,s02", **kw)
+    with pytest.raises(BadInput, match="different folds"):
+        compare.compare_runs(a, subset)
