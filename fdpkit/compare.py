@@ -50,6 +50,7 @@ from fdpkit.run_outputs import PREDICTIONS, SUMMARY, read_predictions
 COMPARED = ("uf1", "uar", "accuracy")
 GROUP_COL, DATASET_COL = "subject", "dataset"
 TIE_TOLERANCE = 1e-12
+PERMUTATION_CHUNK = 4096  # flips scored at once
 NEEDED_COLUMNS = ("clip_uid", "subject", "label", "pred")
 PERMUTATION_NOTE = ("sign-flip permutation over subjects (A and B predictions swapped for all clips of "
                     "a subset of subjects, pooled metric recomputed), two-sided")
@@ -155,28 +156,30 @@ def flip_matrix(n_subjects: int, n_perm: int, seed: int) -> tuple[np.ndarray, st
         raise BadInput(f"--n-perm must be >= 1, got {n_perm}")
     if n_subjects < 63 and 2 ** n_subjects <= n_perm:
         codes = np.arange(2 ** n_subjects, dtype=np.int64)[:, None]
-        return (codes >> np.arange(n_subjects, dtype=np.int64)) & 1, "exact"
+        return ((codes >> np.arange(n_subjects, dtype=np.int64)) & 1).astype(np.int8), "exact"
     rng = np.random.default_rng(seed)
-    return rng.integers(0, 2, size=(n_perm, n_subjects)), "monte_carlo"
+    return rng.integers(0, 2, size=(n_perm, n_subjects), dtype=np.int8), "monte_carlo"
 
 
 def permutation_p(cms_a: np.ndarray, cms_b: np.ndarray, n_perm: int, seed: int
                   ) -> tuple[dict[str, float], str, int]:
     """Sign-flip p-value per metric from per-subject confusion matrices (G, C, C) of A and B."""
     flips, kind = flip_matrix(len(cms_a), n_perm, seed)
-    flips = flips.astype(np.float64)
-    keep = 1.0 - flips
     cms_a, cms_b = cms_a.astype(np.float64), cms_b.astype(np.float64)
-    perm_a = np.tensordot(keep, cms_a, axes=(1, 0)) + np.tensordot(flips, cms_b, axes=(1, 0))
-    perm_b = np.tensordot(keep, cms_b, axes=(1, 0)) + np.tensordot(flips, cms_a, axes=(1, 0))
-    ma, mb = _metrics_of(perm_a), _metrics_of(perm_b)
     observed_a, observed_b = _metrics_of(cms_a.sum(axis=0)), _metrics_of(cms_b.sum(axis=0))
-    p = {}
-    for k in COMPARED:
-        observed = abs(float(observed_b[k] - observed_a[k]))
-        extreme = int((np.abs(mb[k] - ma[k]) >= observed - TIE_TOLERANCE).sum())
-        p[k] = extreme / len(flips) if kind == "exact" else (extreme + 1) / (len(flips) + 1)
-    return p, kind, len(flips)
+    observed = {k: abs(float(observed_b[k] - observed_a[k])) for k in COMPARED}
+    extreme = dict.fromkeys(COMPARED, 0)
+    for start in range(0, len(flips), PERMUTATION_CHUNK):  # bounded memory for any n_perm
+        flip = flips[start:start + PERMUTATION_CHUNK].astype(np.float64)
+        keep = 1.0 - flip
+        perm_a = np.tensordot(keep, cms_a, axes=(1, 0)) + np.tensordot(flip, cms_b, axes=(1, 0))
+        perm_b = np.tensordot(keep, cms_b, axes=(1, 0)) + np.tensordot(flip, cms_a, axes=(1, 0))
+        ma, mb = _metrics_of(perm_a), _metrics_of(perm_b)
+        for k in COMPARED:
+            extreme[k] += int((np.abs(mb[k] - ma[k]) >= observed[k] - TIE_TOLERANCE).sum())
+    n = len(flips)
+    p = {k: extreme[k] / n if kind == "exact" else (extreme[k] + 1) / (n + 1) for k in COMPARED}
+    return p, kind, n
 
 
 def bootstrap_difference(pred_a: pd.DataFrame, pred_b: pd.DataFrame, classes: Sequence[str], *,

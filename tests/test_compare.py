@@ -203,6 +203,16 @@ def test_flip_matrix_enumerates_every_subset_once():
     assert compare.flip_matrix(5, 16, 0)[1] == "monte_carlo"
 
 
+def test_scoring_flips_in_chunks_changes_nothing(tmp_path, monkeypatch):
+    a, b, *_ = random_pair(tmp_path, n_subjects=6, seed=9)
+    exact = compare.compare_runs(a, b, n_boot=20, n_perm=64)  # 64 flips in one chunk
+    monte_carlo = compare.compare_runs(a, b, n_boot=20, n_perm=50)
+    assert (exact["permutation"]["kind"], monte_carlo["permutation"]["kind"]) == ("exact", "monte_carlo")
+    monkeypatch.setattr(compare, "PERMUTATION_CHUNK", 5)  # 13 and 10 chunks
+    assert compare.compare_runs(a, b, n_boot=20, n_perm=64) == exact
+    assert compare.compare_runs(a, b, n_boot=20, n_perm=50) == monte_carlo
+
+
 # ----------------------------------------------------------------------------- determinism
 def test_same_seed_same_result_other_seed_other_draws(tmp_path):
     rng = np.random.default_rng(2)
