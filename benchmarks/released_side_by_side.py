@@ -9,6 +9,8 @@ Modes, all fp32 on the same random batch:
 * `reference`: `build_model("official", frame_loop=True)`, plain convs, default Adam (the
   benchmark's reference: the released execution strategy run by fdpkit's model).
 * `batched`: `build_model("official")` + `fdp_loss` + `Adam(fused=True)`: what `fdpkit loso` runs.
+* `batched+wgradN`: `batched` with the dense MHCA's GEMM weight gradient on maps of up to N pixels
+  (the model's default is 4, the last stage's 2x2 maps; 16 adds stage 3's 4x4 maps).
 * `batched+sumrank`: `batched` with the official rank pooling's Conv3d replaced by the sum of the
   per-frame terms the model computes anyway for its rank scores (same sum, other rounding; a lever
   measured here, not a default).
@@ -69,8 +71,13 @@ def make_modes(names, released_path, batch, device):
             opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-3,
                                    fused=bool(settings.get("fused_adam")))
             switch.setup(settings)
-            if name.endswith("+sumrank"):
-                _sum_rank(model)
+            for option in name.split("+")[1:]:
+                if option == "sumrank":
+                    _sum_rank(model)
+                elif option.startswith("wgrad"):
+                    _small_map_pixels(model, int(option[len("wgrad"):]))
+                else:
+                    raise SystemExit(f"unknown mode option +{option}")
 
             def step(model=model, opt=opt):
                 loss, _ = fdp_loss(model(x), y, di)
@@ -103,6 +110,16 @@ def profile(fn, args, rows: int = 25) -> int:
     return 0
 
 
+def _small_map_pixels(model, pixels: int) -> None:
+    """The dense MHCA's GEMM weight gradient on maps of up to `pixels` pixels (default 4: the
+    2x2 maps of the last stage; 16 adds stage 3's 4x4 maps, 64 stage 2's 8x8)."""
+    from fdpkit.model.blocks import MHCA
+
+    for module in model.modules():
+        if isinstance(module, MHCA):
+            module.small_map_pixels = pixels
+
+
 def sync(device):
     if device == "cuda":
         torch.cuda.synchronize()
@@ -116,6 +133,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--modes", default="released,reference,batched")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: process CPU seconds (a busy shared machine; use with --threads 1)")
     ap.add_argument("--json")
     ap.add_argument("--profile", metavar="MODE", help="profile one call of MODE (after a warm-up) "
                     "with torch.profiler and print the top ops by self time instead of timing")
@@ -128,24 +147,26 @@ def main(argv=None) -> int:
     for name in names:  # warm-up, one call each
         fns[name]()
     sync(args.device)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     times = {n: [] for n in names}
     for r in range(args.rounds):
         for name in (names if r % 2 == 0 else names[::-1]):
-            t0 = time.perf_counter()
+            t0 = clock()
             fns[name]()
             sync(args.device)
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
             print(f"round {r + 1} {name}: {times[name][-1]:.2f} s", file=sys.stderr, flush=True)
     med = {n: sorted(t)[len(t) // 2] for n, t in times.items()}
     cap = torch.backends.cpu.get_cpu_capability()
     print(f"cpu capability {cap}, torch {torch.__version__}, {args.threads} threads, "
-          f"B={args.batch_size}, fp32, {args.rounds} interleaved rounds (medians)")
+          f"B={args.batch_size}, fp32, {args.rounds} interleaved rounds (medians), {args.clock} clock")
     for n in names:
         ratio = f"  released/this x{med['released'] / med[n]:.2f}" if "released" in med else ""
         print(f"  {n:<22} {med[n]:7.2f} s  (min {min(times[n]):.2f}, max {max(times[n]):.2f}){ratio}")
     if args.json:
         Path(args.json).write_text(json.dumps({"cpu_capability": cap, "torch": torch.__version__,
                                                "threads": args.threads, "batch_size": args.batch_size,
+                                               "clock": args.clock,
                                                "times_s": times, "median_s": med}, indent=1))
     return 0
 
