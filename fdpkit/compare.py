@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from fdpkit.errors import BadInput
-from fdpkit.metrics import _from_confusion, _group_confusions, bootstrap_samples, pooled_metrics
+from fdpkit.metrics import from_confusion, group_confusions, bootstrap_samples, pooled_metrics
 from fdpkit.run_outputs import PREDICTIONS, SUMMARY, read_predictions
 
 COMPARED = ("uf1", "uar", "accuracy")
@@ -146,7 +146,7 @@ def _check_summary_matches(predictions: pd.DataFrame, summary: dict, name: str) 
 # ----------------------------------------------------------------------------- statistics
 def _metrics_of(cms: np.ndarray) -> dict[str, np.ndarray]:
     """COMPARED metrics of a stack (..., C, C) of pooled confusion matrices (fdpkit.metrics rules)."""
-    m = _from_confusion(cms)
+    m = from_confusion(cms)
     return {k: m[k] for k in COMPARED}
 
 
@@ -224,8 +224,8 @@ def compare_runs(run_a, run_b, *, n_boot: int = 1000, n_perm: int = 10000, seed:
     classes = list(sum_a["classes"])
     pooled_a = _check_summary_matches(pred_a, sum_a, str(run_a))
     pooled_b = _check_summary_matches(pred_b, sum_b, str(run_b))
-    cms_a, groups_a, _ = _group_confusions(pred_a, classes, GROUP_COL, DATASET_COL)
-    cms_b, groups_b, _ = _group_confusions(pred_b, classes, GROUP_COL, DATASET_COL)
+    cms_a, groups_a, _ = group_confusions(pred_a, classes, GROUP_COL, DATASET_COL)
+    cms_b, groups_b, _ = group_confusions(pred_b, classes, GROUP_COL, DATASET_COL)
     assert groups_a == groups_b  # same clips with the same subjects (checked above)
     p, kind, n_flips = permutation_p(cms_a, cms_b, n_perm, seed)
     boot = bootstrap_difference(pred_a, pred_b, classes, n_boot=n_boot, seed=seed)

@@ -81,7 +81,7 @@ def confusion(y_true, y_pred, classes: Sequence) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- core
-def _from_confusion(cm: np.ndarray, labels_mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def from_confusion(cm: np.ndarray, labels_mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Metrics from one (C, C) or a stack (..., C, C) of confusion matrices (vectorised).
 
     ``labels_mask`` (..., C) selects the classes that enter the UF1/UAR means (default: all).
@@ -121,7 +121,7 @@ def pooled_metrics(y_true, y_pred, classes: Sequence) -> dict[str, Any]:
     cm = confusion(y_true, y_pred, classes)
     if cm.sum() == 0:
         raise ValueError("no predictions to score")
-    m = _from_confusion(cm)
+    m = from_confusion(cm)
     per_class = {
         str(c): {
             "precision": float(m["precision"][i]),
@@ -161,7 +161,7 @@ def _check(df: pd.DataFrame, classes: Sequence | None) -> list:
     return list(classes)
 
 
-def _group_confusions(df, classes, group_col, dataset_col):
+def group_confusions(df, classes, group_col, dataset_col):
     """Per-group confusion matrices (G, C, C) and the sorted group keys."""
     cols = _group_cols(df, group_col, dataset_col)
     k = len(classes)
@@ -185,11 +185,11 @@ def per_subject_table(df: pd.DataFrame, classes: Sequence | None = None, *,
     if macro_labels not in ("present", "all"):
         raise ValueError("macro_labels must be 'present' or 'all'")
     classes = _check(df, classes)
-    cms, keys, cols = _group_confusions(df, classes, group_col, dataset_col)
+    cms, keys, cols = group_confusions(df, classes, group_col, dataset_col)
     mask = None
     if macro_labels == "present":
         mask = (cms.sum(axis=-1) + cms.sum(axis=-2)) > 0
-    m = _from_confusion(cms, mask)
+    m = from_confusion(cms, mask)
     table = pd.DataFrame(keys, columns=cols)
     table["n"] = cms.sum(axis=(1, 2)).astype(int)
     for k in METRICS:
@@ -234,13 +234,13 @@ def bootstrap_samples(df: pd.DataFrame, classes: Sequence, metrics: Sequence[str
     if bad:
         raise ValueError(f"unknown metrics {bad}; choose from {METRICS}")
     classes = _check(df, classes)
-    cms, _, _ = _group_confusions(df, classes, group_col, dataset_col)
+    cms, _, _ = group_confusions(df, classes, group_col, dataset_col)
     g = len(cms)
     draws = subject_draws(g, n_boot, seed)
     counts = np.bincount((draws + g * np.arange(n_boot)[:, None]).ravel(),
                          minlength=n_boot * g).reshape(n_boot, g)
     pooled = np.tensordot(counts.astype(np.float64), cms.astype(np.float64), axes=(1, 0))
-    m = _from_confusion(pooled)
+    m = from_confusion(pooled)
     return {k: m[k] for k in metrics}
 
 
@@ -356,7 +356,7 @@ def _jsonable(x):
 
 def _pooled_block(df, classes, seed, n_boot, level, group_col, dataset_col):
     pm = pooled_metrics(df["label"], df["pred"], classes)
-    cms, _, _ = _group_confusions(df, classes, group_col, dataset_col)
+    cms, _, _ = group_confusions(df, classes, group_col, dataset_col)
     ci = bootstrap_ci(df, classes, METRICS, n_boot=n_boot, seed=seed, level=level,
                       group_col=group_col, dataset_col=dataset_col)
     return pm, len(cms), {k: list(v) for k, v in ci.items()}
@@ -405,5 +405,5 @@ def summarize(predictions_df: pd.DataFrame, classes: Sequence, *, seed: int = 0,
 __all__ = [
     "METRICS", "confusion", "pooled_metrics", "per_subject_table", "per_fold_summary",
     "subject_draws", "bootstrap_samples", "bootstrap_ci", "chance_levels", "summarize",
-    "constant_predictor_folds", "CONSTANT_TOLERANCE",
+    "constant_predictor_folds", "CONSTANT_TOLERANCE", "from_confusion", "group_confusions",
 ]
