@@ -92,12 +92,21 @@ def _read_notebook(executed: Path):
 TEMPLATES = Path(__file__).parent / "templates"
 
 
+def terminal_text(text: str) -> str:
+    """Stream text as a terminal shows it: each line keeps what follows its last carriage return
+    (a text progress bar's final state, not every update)."""
+    lines = [line.rstrip("\r").split("\r")[-1] for line in text.split("\n")]
+    return "\n".join(lines)
+
+
 def offline_notebook(node):
-    """The notebook as the offline page shows it: widget outputs keep only their text (no widget
-    manager can load offline) and the saved widget state is dropped."""
+    """The notebook as the offline page shows it: progress bars in their final state, widget
+    outputs with only their text (no widget manager can load offline), no saved widget state."""
     node.metadata.pop("widgets", None)
     for cell in node.cells:
         for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                output["text"] = terminal_text(output.get("text", ""))
             data = output.get("data", {})
             if "application/vnd.jupyter.widget-view+json" in data and "text/plain" in data:
                 data.pop("application/vnd.jupyter.widget-view+json")

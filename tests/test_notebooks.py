@@ -232,7 +232,8 @@ def test_notebook_pages_fetch_nothing(tmp_path):
     book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("$x^2$"), nbformat.v4.new_code_cell(
         "1", outputs=[nbformat.v4.new_output("display_data", data={
             "application/vnd.jupyter.widget-view+json": {"model_id": "a", "version_major": 2, "version_minor": 0},
-            "text/plain": "training: 100%|##| 4/4"})])])
+            "text/plain": "training: 100%|##| 4/4"}),
+        nbformat.v4.new_output("stream", name="stderr", text="\rfolds:   0%| 0/2\rfolds:  50%| 1/2\rfolds: 100%| 2/2\n")])])
     book.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
     path = tmp_path / "n.ipynb"
     nbformat.write(book, str(path))
@@ -240,6 +241,7 @@ def test_notebook_pages_fetch_nothing(tmp_path):
     assert not re.search(r'(src|href)="(https?:)?//', text)
     assert "require" not in text.split("<body")[0] and "mathjax" not in text.lower() and "unpkg" not in text
     assert "training: 100%" in text
+    assert "folds: 100%| 2/2" in text and "folds:  50%" not in text  # a text bar's final state only
 
 
 def _cells(stem, kind):
