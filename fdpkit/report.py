@@ -104,7 +104,17 @@ def offline_notebook(node):
     outputs with only their text (no widget manager can load offline), no saved widget state."""
     node.metadata.pop("widgets", None)
     for cell in node.cells:
-        for output in cell.get("outputs", []):
+        merged = []
+        for output in cell.get("outputs", []):  # consecutive writes to one stream -> one output
+            previous = merged[-1] if merged else None
+            if (output.get("output_type") == "stream" and previous is not None
+                    and previous.get("output_type") == "stream" and previous.get("name") == output.get("name")):
+                previous["text"] = previous.get("text", "") + output.get("text", "")
+                continue
+            merged.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = merged
+        for output in merged:
             if output.get("output_type") == "stream":
                 output["text"] = terminal_text(output.get("text", ""))
             data = output.get("data", {})

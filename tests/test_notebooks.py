@@ -233,7 +233,8 @@ def test_notebook_pages_fetch_nothing(tmp_path):
         "1", outputs=[nbformat.v4.new_output("display_data", data={
             "application/vnd.jupyter.widget-view+json": {"model_id": "a", "version_major": 2, "version_minor": 0},
             "text/plain": "training: 100%|##| 4/4"}),
-        nbformat.v4.new_output("stream", name="stderr", text="\rfolds:   0%| 0/2\rfolds:  50%| 1/2\rfolds: 100%| 2/2\n")])])
+        nbformat.v4.new_output("stream", name="stderr", text="\rfolds:   0%| 0/2\rfolds:  50%| 1/2"),
+        nbformat.v4.new_output("stream", name="stderr", text="\rfolds: 100%| 2/2\n")])])
     book.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
     path = tmp_path / "n.ipynb"
     nbformat.write(book, str(path))
