@@ -279,3 +279,26 @@ def test_inner_val_patience_stops_early_and_resumes_as_finished(tmp_path):
     assert r.steps_done - r.selected_step == 2 and r.best_score == max(s for _, s in r.history)
     again = train_fold(new_model(5), data, cfg, val_data=val, seed=1, workdir=tmp_path, progress=False)
     assert again.steps_done == r.steps_done and same_weights(again.model, r.model)
+
+
+def test_the_training_loop_reads_no_loss_back_per_step(monkeypatch):
+    """With a loss whose logged parts stay tensors, the loop itself calls no .item() / float(tensor):
+    the losses reach the host once per log point (a GPU never waits for the host each step)."""
+    def tensor_parts(output, *args, **kwargs):
+        ce = torch.nn.functional.cross_entropy(output.logits, args[0])
+        return ce, {"ce": ce.detach(), "di": torch.zeros(()), "rank": torch.zeros(())}
+
+    monkeypatch.setattr(train_module, "_fdp_loss", lambda: tensor_parts)
+    model, data = new_model(), train_module.materialise(ToyClips())  # their set-up reads values
+    reads = {"item": 0, "float": 0, "tolist": 0}
+    for name, key in (("item", "item"), ("__float__", "float"), ("tolist", "tolist")):
+        real = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _real=real, _key=key, **k):
+            reads[_key] += 1
+            return _real(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    r = train_fold(model, data, config(steps=12, log_every=6, checkpoint_every=100), progress=False)
+    assert list(r.log["step"]) == list(range(1, 13))
+    assert reads["item"] == 0 and reads["float"] == 0
+    assert reads["tolist"] <= 2 + 1  # the two log points (+ the epochs of the data order once)
