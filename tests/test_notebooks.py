@@ -266,3 +266,13 @@ def test_notebooks_speak_to_a_notebook_user(stem):
     for source in _cells(stem, "markdown") + _cells(stem, "code"):
         assert not re.search(r"--(force|out|set)\b", source), stem  # no command-line flags as advice
     assert not any(re.search(r"^\s*class\s+\w+", s, re.M) for s in _cells(stem, "code")), stem  # no model classes
+
+
+def test_synthme_generation_shows_a_progress_bar(tmp_path, capsys):
+    from fdpkit.data.synthme import generate_synthme
+
+    generate_synthme(tmp_path / "quiet", subjects=1, clips_per_subject=2, workers=1)
+    assert "SynthME" not in capsys.readouterr().err  # the library is quiet by default
+    generate_synthme(tmp_path / "shown", subjects=1, clips_per_subject=2, progress=True)
+    err = capsys.readouterr().err
+    assert "SynthME: 100%" in err and "2/2" in err
