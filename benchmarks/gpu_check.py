@@ -11,8 +11,9 @@ Cases, in priority order, each in a fresh process with its own time limit, cut s
   and (last, as they compile for minutes) `torch.compile`d. Median seconds a step, achieved TFLOP/s
   (FLOPs counted once per case with `torch.utils.flop_counter`), peak GPU memory.
 * `released`: the released code's train step (`fdp.py` of github:CYF-cuber/FDP, given by
-  `--released` or `$FDP_RELEASED_PY`, never committed; `timm` (and `cgi`, gone in Python 3.13)
-  replaced by small stand-ins written to a temporary folder), fp32, its own loss and `Adam`.
+  `--released` or `$FDP_RELEASED_PY`, never committed; `timm` (and `cgi`, gone in Python 3.13, and
+  numpy where missing: imported, unused) replaced by small stand-ins written to a temporary
+  folder), fp32, its own loss and `Adam`.
   Skipped with a reason when no file is given or it fails to import.
 * `fold`: one paper-scale LOSO fold through `fdpkit.train.train_fold` (CASME II-sized corpus:
   250 synthetic clips of 25 subjects, so a fold trains on 240; 500 steps at B=36, precision auto,
@@ -250,6 +251,8 @@ def load_released(path: str):
         importlib.import_module("cgi")
     except ImportError:
         (folder / "cgi.py").write_text("def print_arguments(*args, **kwargs):\n    pass\n")
+    if importlib.util.find_spec("numpy") is None:  # imported by fdp.py, unused by its model
+        (folder / "numpy.py").write_text('"""Stand-in: the released fdp.py imports numpy, its model does not use it."""\n')
     (folder / "released_fdp.py").write_text(Path(path).read_text())
     sys.path.insert(0, str(folder))
     return importlib.import_module("released_fdp")
