@@ -184,8 +184,11 @@ def test_bf16_on_a_cpu_without_native_bf16_stops_naming_the_slowdown(monkeypatch
 def test_cpu_bf16_probe_decides_from_capability_and_flags(monkeypatch):
     train_module.cpu_bf16_probe.cache_clear()
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    threads = torch.get_num_threads()
     probe = train_module.cpu_bf16_probe()
+    assert torch.get_num_threads() == threads  # probed on one thread, then restored
     assert not probe["native"] and "AVX2" in probe["reason"]
+    assert (train_module.slowdown_text(44.0), train_module.slowdown_text(0.5)) == ("44.0x slower", "2.0x faster")
     assert probe["fp32_gflops"] > 0 and probe["bf16_gflops"] > 0
     assert probe["slowdown"] == pytest.approx(probe["fp32_gflops"] / probe["bf16_gflops"])
     train_module.cpu_bf16_probe.cache_clear()

@@ -106,9 +106,9 @@ def bf16_skip_reason() -> str | None:
     probe = train.cpu_bf16_probe()
     if probe["native"]:
         return None
-    return (f"no native bf16 on this CPU ({probe['reason']}; bf16 matmul {probe['bf16_gflops']:.1f} "
-            f"vs fp32 {probe['fp32_gflops']:.1f} GFLOP/s, {probe['slowdown']:.1f}x slower); "
-            f"{BF16_ENV}=1 measures them anyway")
+    return (f"no native bf16 on this CPU ({probe['reason']}; 1-thread bf16 matmul "
+            f"{probe['bf16_gflops']:.1f} vs fp32 {probe['fp32_gflops']:.1f} GFLOP/s, "
+            f"{train.slowdown_text(probe['slowdown'])}); {BF16_ENV}=1 measures them anyway")
 
 
 def _one_line(rec: dict[str, Any]) -> str:
