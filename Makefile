@@ -16,6 +16,10 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
+	@# opencv-contrib-python-headless replaces the plain wheel; both write cv2/, so an old venv holding
+	@# the plain one loses both and gets contrib afresh from the install below
+	if $(PY) -m pip show -q opencv-python-headless 2>/dev/null; then \
+	  $(PY) -m pip uninstall -y -q opencv-python-headless opencv-contrib-python-headless; fi
 	$(PY) -m pip install -c $(CONSTRAINTS) -e ".[dev,ray]"
 	touch $(STAMP)
 
