@@ -276,3 +276,16 @@ def test_synthme_generation_shows_a_progress_bar(tmp_path, capsys):
     generate_synthme(tmp_path / "shown", subjects=1, clips_per_subject=2, progress=True)
     err = capsys.readouterr().err
     assert "SynthME: 100%" in err and "2/2" in err
+
+
+def test_finished_folds_include_those_added_after_the_first_call(tmp_path):
+    """03 resumes into runs/fdp whose config.json came from 02's one fold: 05 must see all folds."""
+    from fdpkit.io import write_json
+
+    folder = nb.run_dir(tmp_path, "fdp")
+    (folder / "folds").mkdir(parents=True)
+    _fake_run(folder, ["synthme/01"], ["synthme/01", "synthme/02", "synthme/03"])
+    assert nb.fold_subjects(folder) == ["synthme/01"]
+    write_json(folder / "summary.json", {"seeds": {"folds": {"synthme/01": 1, "synthme/02": 2}}})
+    (folder / "results.csv").write_text("subject_uid,uf1\nsynthme/03,0.5\nsynthme/04,0.1\n")
+    assert nb.fold_subjects(folder) == ["synthme/01", "synthme/02", "synthme/03"]  # 04 has no metrics.json

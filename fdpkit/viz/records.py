@@ -24,10 +24,15 @@ def fold_subjects(run_folder) -> list[str]:
     if not (Path(run_folder) / "config.json").exists():
         raise FileNotFoundError(f"There is no run in {run_folder} yet: run 02_train (one fold) or 03_loso "
                                 "(every fold) with the same work_dir first.")
-    config = read_json(Path(run_folder) / "config.json")
-
-    return [s for s in config["folds"]
-            if (Path(run_folder) / "folds" / fold_dirname(s) / "metrics.json").exists()]
+    folder = Path(run_folder)
+    # config.json keeps the folds of the first call into the folder (a later call with more folds
+    # and the same configuration resumes into it), so the pooled summary and results add theirs
+    candidates = list(read_json(folder / "config.json").get("folds", []))
+    if (folder / "summary.json").exists():
+        candidates += list(read_json(folder / "summary.json").get("seeds", {}).get("folds", {}))
+    if (folder / "results.csv").exists():
+        candidates += results_table(folder)["subject_uid"].tolist()
+    return [s for s in dict.fromkeys(candidates) if (folder / "folds" / fold_dirname(s) / "metrics.json").exists()]
 
 
 def load_fold_model(run_folder, subject_uid: str):
