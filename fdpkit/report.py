@@ -268,8 +268,8 @@ def provenance(command: str | None = None) -> dict:
     from fdpkit import __version__
 
     libraries = {"python": platform.python_version()}
-    for name in ("torch", "numpy", "pandas", "scikit-learn", "captum", "matplotlib", "opencv-python-headless", "opencv-contrib-python-headless",
-                 "dlib-bin", "papermill", "nbconvert", "jinja2"):
+    for name in ("torch", "numpy", "pandas", "scikit-learn", "captum", "matplotlib", "opencv-python-headless",
+                 "opencv-contrib-python-headless", "dlib-bin", "papermill", "nbconvert", "jinja2"):
         try:
             libraries[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
