@@ -30,6 +30,7 @@ import torch
 from fdpkit.errors import BadInput
 from fdpkit.folds import derive_seed
 from fdpkit.io import write_csv
+from fdpkit.model import fdp_loss
 from fdpkit.train_config import OPTIMISTIC_WARNING, SELECTIONS, TRAIN_PRESETS, TrainConfig  # noqa: F401 - re-exported
 from fdpkit.train_state import (CHECKPOINT, checkpoint_step, load_checkpoint, load_selected,
                                 restore_training_state, rng_state, save_checkpoint, seed_everything,
@@ -270,10 +271,6 @@ def _state_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-def _fdp_loss():
-    from fdpkit.model import fdp_loss
-
-    return fdp_loss
 
 
 # ---------------------------------------------------------------------------------- training
@@ -330,7 +327,7 @@ def _train(model, train_data, config, val_data, fold, seed, workdir, progress, s
     optimizer = opt_cls(params, lr=config.lr, weight_decay=config.weight_decay,
                         fused=device.type in ("cpu", "cuda"))
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    loss_fn = _fdp_loss()
+    loss_fn = functools.partial(fdp_loss, detached_parts=True)  # parts stay on the device
 
     log: dict[str, list] = {c: [] for c in LOG_COLUMNS}
     best: dict[str, Any] | None = None

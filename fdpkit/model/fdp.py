@@ -143,7 +143,8 @@ def build_model(preset: str = "paper", num_classes: int | None = None, **overrid
 
 
 def fdp_loss(output: FDPOutput, labels: torch.Tensor, di_target: torch.Tensor | None = None,
-             ce_weight: float = 1.0, di_weight: float = 100.0, rank_weight: float = 0.0):
+             ce_weight: float = 1.0, di_weight: float = 100.0, rank_weight: float = 0.0,
+             detached_parts: bool = False):
     """total = ce_weight * CE(logits, labels) + di_weight * MSE(dynamic_image, di_target)
              + rank_weight * chronological_rank_loss(rank_scores).
 
@@ -154,11 +155,13 @@ def fdp_loss(output: FDPOutput, labels: torch.Tensor, di_target: torch.Tensor | 
     * rank: the fdpkit extension (off by default, weight 0), see `rank.chronological_rank_loss`.
 
     Returns (total, parts): `total` is a scalar tensor with grad; `parts` maps "ce", "di", "rank"
-    to detached float values of the *unweighted* terms (for logging).
+    to the *unweighted* terms (for logging) as floats, or, with `detached_parts=True`, as detached
+    tensors on the loss's device (the trainer reads them back every few steps, not every step).
     """
+    value = (lambda t: t.detach()) if detached_parts else (lambda t: float(t.detach()))
     ce = F.cross_entropy(output.logits, labels)
     total = ce_weight * ce
-    parts = {"ce": float(ce.detach()), "di": 0.0, "rank": 0.0}
+    parts = {"ce": value(ce), "di": 0.0, "rank": 0.0}
     if output.dynamic_image is not None and di_target is not None and di_weight:
         pred = output.dynamic_image
         target = di_target.to(pred.dtype)
@@ -167,9 +170,9 @@ def fdp_loss(output: FDPOutput, labels: torch.Tensor, di_target: torch.Tensor | 
             target = rearrange(target, "b 1 h w -> b h w")
         di = F.mse_loss(pred, target)
         total = total + di_weight * di
-        parts["di"] = float(di.detach())
+        parts["di"] = value(di)
     if rank_weight:
         rank = chronological_rank_loss(output.rank_scores)
         total = total + rank_weight * rank
-        parts["rank"] = float(rank.detach())
+        parts["rank"] = value(rank)
     return total, parts
