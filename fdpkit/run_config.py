@@ -149,10 +149,21 @@ def prepare_run_dir(out_dir: Path, config: dict, force: bool) -> None:
                     shutil.rmtree(target)
                 elif target.exists():
                     target.unlink()
-        else:
-            return  # same results-defining config: resume into it, config.json as first written
+        else:  # same results-defining config: resume into it; config.json gains any new folds
+            merged = merge_folds(old, config)
+            if merged != old:
+                write_json(path, merged)
+            return
     write_json(path, config)
 
 
+def merge_folds(old: dict, new: dict) -> dict:
+    """`old`'s config.json with the folds (and their seeds) of `new` added: a run first made for some
+    folds and resumed for more lists them all (a re-run of the same folds changes nothing)."""
+    folds = list(old.get("folds", []))
+    folds += [f for f in new["folds"] if f not in folds]
+    return {**old, "folds": sorted(folds), "fold_seeds": {**old.get("fold_seeds", {}), **new["fold_seeds"]}}
+
+
 __all__ = ["CONFIG", "RUN_KEYS", "RunConfigMismatch", "parse_value", "parse_sets", "split_overrides",
-           "model_config", "clip_shape", "fit_to_data", "run_fingerprint", "prepare_run_dir"]
+           "model_config", "clip_shape", "fit_to_data", "run_fingerprint", "prepare_run_dir", "merge_folds"]

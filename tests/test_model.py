@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from equivalence import assert_paths_equivalent
+from equivalence import calibrate as equivalence_calibrate
 from fdpkit.model import (
     PRESETS,
     FDPOutput,
@@ -30,18 +31,10 @@ def clip(b=2, t=8, c=1, size=64, seed=0):
 
 
 def calibrate(model, x=None):
-    """Set BatchNorm running statistics to one batch's statistics, then eval mode. At init the
-    running stats are (0, 1) and the truncated-normal(.02) weights shrink the signal so much that an
-    eval-mode model barely depends on its input; calibrated models do."""
+    """`equivalence.calibrate` on a default clip batch: eval-mode outputs then depend on the input."""
     x = clip(b=4, t=model.cfg.frames, c=model.cfg.in_chans, size=model.cfg.size, seed=99) \
         if x is None else x
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.momentum = None  # cumulative average: after one batch, exactly its statistics
-            m.reset_running_stats()
-    with torch.no_grad():
-        model.train()(x)
-    return model.eval()
+    return equivalence_calibrate(model, x)
 
 
 def tiny(**overrides):

@@ -289,3 +289,14 @@ def test_parse_sets_and_overrides():
     assert model == {"encoder": "cnn", "depths": [1, 1, 1, 1], "frames": 8}
     with pytest.raises(ValueError):
         runner.parse_sets(["nokey"])
+
+
+def test_a_run_resumed_for_more_folds_lists_them_all_in_its_config(corpus, tmp_path):
+    """02's one-fold run resumed by 03 for every fold: config.json names every fold and its seed."""
+    out = tmp_path / "run"
+    runner.run_loso(*corpus, out, **RUN, folds="s01")
+    assert read_json(out / "config.json")["folds"] == ["synthme/s01"]
+    runner.run_loso(*corpus, out, **RUN, folds="s01,s02")
+    config = read_json(out / "config.json")
+    assert config["folds"] == ["synthme/s01", "synthme/s02"]
+    assert set(config["fold_seeds"]) == {"synthme/s01", "synthme/s02"}

@@ -20,20 +20,22 @@ def _spawned_workers(driver: psutil.Process) -> list[psutil.Process]:
     return [p for p in driver.children() if "spawn_main" in " ".join(p.cmdline())]
 
 
-def test_sigkilled_driver_takes_its_fold_workers_with_it():
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER])
+def kill_driver_once_it_has_two_workers(driver: subprocess.Popen, wait_s: float, poll_s: float,
+                                        settle_s: float) -> None:
+    """Wait for the driver's two spawned workers, SIGKILL the driver, and require both workers to
+    exit on their own (within 60 s: a worker still importing torch on a loaded machine exits once
+    it gets going)."""
     workers = []
     try:
         proc = psutil.Process(driver.pid)
-        deadline = time.monotonic() + 60
-        while len(workers) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        deadline = time.monotonic() + wait_s
+        while len(workers) < 2 and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(poll_s)
             workers = _spawned_workers(proc)
         assert len(workers) == 2, "the driver never started its two workers"
-        time.sleep(1.0)
+        time.sleep(settle_s)
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait()
-        # generous: a worker still importing torch on a loaded machine exits once it gets going
         _, alive = psutil.wait_procs(workers, timeout=60)
         assert not alive, f"workers outlived their killed driver: {[p.pid for p in alive]}"
     finally:
@@ -41,6 +43,11 @@ def test_sigkilled_driver_takes_its_fold_workers_with_it():
         for p in workers:  # orphans are no longer our children
             if p.is_running():
                 p.kill()
+
+
+def test_sigkilled_driver_takes_its_fold_workers_with_it():
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER])
+    kill_driver_once_it_has_two_workers(driver, wait_s=60, poll_s=0.2, settle_s=1.0)
 
 
 def test_sigkilled_preprocess_driver_takes_its_workers_with_it(tmp_path):
@@ -55,20 +62,4 @@ def test_sigkilled_preprocess_driver_takes_its_workers_with_it(tmp_path):
     driver = subprocess.Popen(fdpkit_cmd("preprocess", "--manifest", manifest, "--cache", tmp_path / "cache",
                                          "--workers", "2", "--lenient"),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env())
-    workers = []
-    try:
-        proc = psutil.Process(driver.pid)
-        deadline = time.monotonic() + 120
-        while len(workers) < 2 and time.monotonic() < deadline and driver.poll() is None:
-            time.sleep(0.05)
-            workers = _spawned_workers(proc)
-        assert len(workers) == 2, "the driver never started its two workers"
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait()
-        _, alive = psutil.wait_procs(workers, timeout=60)
-        assert not alive, f"workers outlived their killed driver: {[p.pid for p in alive]}"
-    finally:
-        driver.kill()
-        for p in workers:
-            if p.is_running():
-                p.kill()
+    kill_driver_once_it_has_two_workers(driver, wait_s=120, poll_s=0.05, settle_s=0.0)
