@@ -142,7 +142,7 @@ def test_disk_full_in_the_cli_is_one_clear_line_and_a_nonzero_exit(toy, tmp_path
 
 
 def poison_loss(monkeypatch, at_call: int, value: float):
-    real = train._fdp_loss()
+    real = train.fdp_loss
     calls = [0]
 
     def loss(output, *args, **kwargs):
@@ -152,7 +152,7 @@ def poison_loss(monkeypatch, at_call: int, value: float):
             total = total * value
         return total, parts
 
-    monkeypatch.setattr(train, "_fdp_loss", lambda: loss)
+    monkeypatch.setattr(train, "fdp_loss", loss)  # what the trainer's loop calls
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf])
