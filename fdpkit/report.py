@@ -179,9 +179,17 @@ def _headline(runs) -> dict:
         table.append(row)
     fdp = runs[0][1]
     uniform = fdp.get("chance", {}).get("uniform_random", {})
+    warnings = []
+    for name, summary in runs:  # a model that learned nothing is said so, not just scored
+        constant = summary.get("constant_predictor") or {}
+        if constant.get("folds"):
+            warnings.append(f"{name}: constant predictor in {len(constant['folds'])} of {constant['n_judged']} "
+                            f"folds ({', '.join(constant['folds'][:5])}{' ...' if len(constant['folds']) > 5 else ''}): "
+                            "those models gave every test clip the same probabilities (spread < "
+                            f"{constant['tolerance']:g}); they learned nothing there.")
     figure = figures.metric_bars(pd.DataFrame(table), chance={m: uniform.get(m) for m in ("uf1", "uar")},
                                  title="pooled UF1 and UAR, 95% bootstrap-over-subjects intervals")
-    return {"runs": rows, "headline_png": _png(figure),
+    return {"runs": rows, "headline_png": _png(figure), "constant_warnings": warnings,
             "chance_row": [f"{uniform[m]:.3f}" if m in uniform else "" for m in HEADLINE_METRICS]}
 
 
@@ -298,7 +306,7 @@ def report_context(out_dir: Path, dataset: str, pages, work_dir: Path, command: 
     context = {"dataset": dataset, "smoke": smoke_mode(), "pages": pages, "provenance": provenance(command),
                "metric_names": [METRIC_NAMES.get(m, m) for m in HEADLINE_METRICS], "runs": [],
                "comparison": "", "confusions": [], "per_dataset": "", "per_class": "", "seeds": "",
-               "selection": "", "optimistic": False, "data": _data(work_dir)}
+               "selection": "", "optimistic": False, "data": _data(work_dir), "constant_warnings": []}
     context["ablations"], context["ablation_subjects"] = _ablations(work_dir)
     comparison = work_dir / "runs" / COMPARISON_FILE
     if comparison.exists():

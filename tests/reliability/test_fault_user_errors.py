@@ -230,3 +230,19 @@ def test_every_exit_code_is_documented():
                   if code.strip().isdigit()}
     assert documented == set(errors.EXIT_CODES)
     assert FDPConfig().validate().variant == "paper"  # the defaults themselves pass
+
+
+def test_the_report_says_when_a_model_learned_nothing(toy_reference, tmp_path):
+    """The report's headline carries the constant-predictor warning of every run that has one."""
+    import shutil
+
+    from fdpkit.report import render_index, report_context
+
+    work = tmp_path / "work"
+    shutil.copytree(toy_reference, work / "runs" / "fdp")
+    html = render_index(report_context(tmp_path, "synthme", [], work))
+    assert 'class="warning">fdp: constant predictor in 2 of 2 folds' in html
+    summary = io.read_json(work / "runs" / "fdp" / "summary.json")
+    summary["constant_predictor"]["folds"] = []
+    io.write_json(work / "runs" / "fdp" / "summary.json", summary)
+    assert "constant predictor" not in render_index(report_context(tmp_path, "synthme", [], work))
