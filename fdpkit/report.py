@@ -10,6 +10,7 @@ from fdpkit.io import read_json, write_text
 from fdpkit.metrics import METRIC_NAMES
 from fdpkit.notebook_params import smoke_mode
 from fdpkit.paths import notebooks_dir
+from fdpkit.run_outputs import constant_predictor_warning
 
 HEADLINE_METRICS = ("uf1", "uar", "accuracy", "weighted_f1")
 
@@ -179,14 +180,9 @@ def _headline(runs) -> dict:
         table.append(row)
     fdp = runs[0][1]
     uniform = fdp.get("chance", {}).get("uniform_random", {})
-    warnings = []
-    for name, summary in runs:  # a model that learned nothing is said so, not just scored
-        constant = summary.get("constant_predictor") or {}
-        if constant.get("folds"):
-            warnings.append(f"{name}: constant predictor in {len(constant['folds'])} of {constant['n_judged']} "
-                            f"folds ({', '.join(constant['folds'][:5])}{' ...' if len(constant['folds']) > 5 else ''}): "
-                            "those models gave every test clip the same probabilities (spread < "
-                            f"{constant['tolerance']:g}); they learned nothing there.")
+    # a model that learned nothing is said so, not just scored
+    warnings = [f"{name}: {text}" for name, text in
+                ((name, constant_predictor_warning(summary)) for name, summary in runs) if text]
     figure = figures.metric_bars(pd.DataFrame(table), chance={m: uniform.get(m) for m in ("uf1", "uar")},
                                  title="pooled UF1 and UAR, 95% bootstrap-over-subjects intervals")
     return {"runs": rows, "headline_png": _png(figure), "constant_warnings": warnings,

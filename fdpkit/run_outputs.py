@@ -100,6 +100,19 @@ def pool_run(out_dir: Path, config: dict, fold_list: list[Fold]) -> dict[str, An
     return summary
 
 
+def constant_predictor_warning(summary: dict) -> str | None:
+    """The sentence for a run whose model gave some folds' clips all the same probabilities (None
+    when no fold did): printed by the CLI and shown in the report."""
+    constant = summary.get("constant_predictor") or {}
+    folds = constant.get("folds") or []
+    if not folds:
+        return None
+    shown = ", ".join(folds[:5]) + (" ..." if len(folds) > 5 else "")
+    return (f"constant predictor in {len(folds)} of {constant['n_judged']} folds ({shown}): those models "
+            f"gave every test clip the same probabilities (spread < {constant['tolerance']:g}); they "
+            "learned nothing: train longer or check the data")
+
+
 def format_summary(summary: dict) -> str:
     ci = summary["ci"]["intervals"]
     p = summary["pooled"]
@@ -109,16 +122,13 @@ def format_summary(summary: dict) -> str:
             f"selection: {summary['selection']}")
     if summary.get("warning"):
         text += f"\nWARNING: {summary['warning']}"
-    constant = summary.get("constant_predictor") or {}
-    if constant.get("folds"):
-        text += (f"\nWARNING: constant predictor in {len(constant['folds'])} of {constant['n_judged']} "
-                 f"folds ({', '.join(constant['folds'][:5])}{' ...' if len(constant['folds']) > 5 else ''}): "
-                 "those models gave every test clip the same probabilities (spread < "
-                 f"{constant['tolerance']:g}); they learned nothing: train longer or check the data")
+    constant = constant_predictor_warning(summary)
+    if constant:
+        text += f"\nWARNING: {constant}"
     if summary.get("shuffle_labels"):
         text += "\n(label-shuffled control)"
     return text
 
 
 __all__ = ["SUMMARY", "RESULTS", "PREDICTIONS", "FOLD_METRICS", "read_predictions", "write_fold",
-           "pool_run", "pooled_summary", "format_summary"]
+           "pool_run", "pooled_summary", "format_summary", "constant_predictor_warning"]
