@@ -363,7 +363,7 @@ def case_fold(c: dict, deadline: float) -> dict:
     return dict(fold, **mem, full_steps=full, extrapolated=fold["steps"] < full,
                 measured_s=round(measured, 2), fold_s=round(fold_s, 2),
                 step_s=round(fold["train_s"] / fold["steps"], 5),
-                loso_sequential_s=round(fold_s * c["subjects"], 1))
+                loso_sequential_s=round(fold_s * c["subjects"], 2))
 
 
 def case_shared(c: dict, deadline: float) -> dict:
