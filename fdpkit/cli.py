@@ -6,7 +6,6 @@ import argparse
 import importlib
 import sys
 
-from fdpkit.model.config import PRESETS
 from fdpkit.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, FdpkitError
 
 # verb -> (module holding `run_cli(args) -> int`, one-line help)
@@ -98,7 +97,9 @@ def _add_bench(p):
 
 
 def _add_model_info(p):
-    p.add_argument("--preset", default="tiny", choices=tuple(PRESETS))
+    # no `choices`: they live in fdpkit.model.config.PRESETS, whose import would load torch for every
+    # verb; an unknown preset is refused by make_config in one line listing the presets (exit 2)
+    p.add_argument("--preset", default="tiny", help="paper, official or tiny (fdpkit.model.config.PRESETS)")
     p.add_argument("--num-classes", type=int, default=5, help="classes of the MER head (>= 2)")
 
 

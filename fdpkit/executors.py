@@ -6,6 +6,7 @@ changes a result: each task runs with the same fixed torch thread count everywhe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -131,19 +132,16 @@ def start_ray(address: str | None = None):
                 ray.init(include_dashboard=False, log_to_driver=False)
             return ray, True
         except Exception as error:  # noqa: BLE001 - Ray raises plain Exceptions on start-up
-            try:
+            with contextlib.suppress(Exception):
                 ray.shutdown()
-            except Exception:  # noqa: BLE001
-                pass
-            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            if attempt == attempts:
-                where = f"join the Ray cluster at {address}" if address else "start a local Ray node"
-                raise EnvironmentFault(
-                    f"could not {where} ({first_line}; tried {attempts} time(s)); use --executor local "
-                    "(same results), or check the machine's load and Ray's logs under /tmp/ray") from error
-            print(f"note: Ray start-up attempt {attempt} failed ({first_line}); trying again",
-                  file=sys.stderr)
-    raise AssertionError("unreachable")
+            failure, first_line = error, (str(error).strip().splitlines() or [type(error).__name__])[0]
+            if attempt < attempts:
+                print(f"note: Ray start-up attempt {attempt} failed ({first_line}); trying again",
+                      file=sys.stderr)
+    where = f"join the Ray cluster at {address}" if address else "start a local Ray node"
+    raise EnvironmentFault(f"could not {where} ({first_line}; tried {attempts} time(s)); use --executor "
+                           "local (same results), or check the machine's load and Ray's logs under /tmp/ray"
+                           ) from failure
 
 
 def _ray_task(run, threads: int, task):

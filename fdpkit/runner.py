@@ -39,7 +39,6 @@ from fdpkit.io import stable_hash, write_csv
 from fdpkit.executors import run_tasks
 from fdpkit.run_config import (RUN_KEYS, RunConfigMismatch, clip_shape, fit_to_data, model_config,
                                parse_sets, prepare_run_dir, run_fingerprint, split_overrides)
-from fdpkit.errors import check_field_types
 from fdpkit.run_outputs import (FOLD_METRICS, format_summary, pool_run, pooled_summary, read_predictions,
                                 write_fold)
 from fdpkit.train import predict_proba, train_fold
@@ -233,7 +232,6 @@ def run_loso(manifest, cache_dir, out_dir, preset: str = "tiny", model: str = "f
         raise ValueError("LOSO needs clips of at least 2 subjects in the cache")
     train = TrainConfig.from_preset(preset, **{**train_over, "selection": selection, "steps": steps,
                                                "batch_size": batch_size})
-    check_field_types(train)  # `--set lr=abc` stops here, before anything is written
     fold_list = loso_folds(rows, seed, folds)
     found = check_cache_files(cache_dir, rows)  # a corrupt clip file is named now, not mid-training
     data_shape = clip_shape(found["path"].iloc[0])

@@ -451,15 +451,17 @@ class _PendingRows:
 
     def drain(self, log: dict[str, list]) -> tuple | None:
         """Append the complete pending rows to `log`; return the last one (or None)."""
-        rows = [r for r in self.rows if len(r) == 4]
-        if not rows:
+        if not self.losses:
             return None
-        values = torch.stack(self.losses[:len(rows)]).tolist()
-        self.losses, self.rows = self.losses[len(rows):], self.rows[len(rows):]
+        values = torch.stack(self.losses).tolist()  # one transfer: every pending step
+        for (step, *_), (loss, ce, di, _rank) in zip(self.rows, values):
+            if not math.isfinite(loss):  # also the step still being finished (a flush before
+                self._diverged(step, loss, ce, di)  # evaluation): never score weights past it
+        n = sum(len(r) == 4 for r in self.rows)  # the complete rows: all but perhaps the last
+        rows, values = self.rows[:n], values[:n]
+        self.losses, self.rows = self.losses[n:], self.rows[n:]
         last = None
         for (step, lr, seconds, val), (loss, ce, di, rank) in zip(rows, values):
-            if not math.isfinite(loss):
-                self._diverged(step, loss, ce, di)
             last = (step, loss, ce, di, rank, lr, seconds, val)
             for column, v in zip(LOG_COLUMNS, last):
                 log[column].append(v)

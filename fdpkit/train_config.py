@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from fdpkit.errors import check_field_types
+
 SELECTIONS = ("fixed_steps", "inner_val", "test_best")
 
 OPTIMISTIC_WARNING = ("optimistic: the model was selected on the held-out test subject "
@@ -48,6 +50,7 @@ class TrainConfig:
     threads: int = 1
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # `--set lr=abc` is refused here, before a run writes anything
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
         for name, allowed in (("optimizer", ("adam", "adamw")), ("schedule", ("constant", "cosine")),

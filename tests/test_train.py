@@ -252,6 +252,24 @@ def test_nan_between_log_points_still_names_the_exact_step(tmp_path):
     assert list(log["step"]) == list(range(1, first_bad)) and log["loss"].map(math.isfinite).all()
 
 
+def test_nan_at_an_evaluation_step_stops_before_that_step_is_scored(tmp_path, monkeypatch):
+    """The flush before an evaluation also checks the step being finished: weights trained past a
+    non-finite loss are never scored (and so never selected)."""
+    data = ToyClips(12, poison=5)
+    order = DataOrder(data.labels, 4, seed=3)
+    first_bad = next(s for s in range(50) if 5 in order.batch(s).tolist()) + 1
+    scored = []
+    real = train_module._score
+    monkeypatch.setattr(train_module, "_score", lambda model, val, *a: scored.append(1) or real(model, val, *a))
+    cfg = config(steps=first_bad + 20, checkpoint_every=100, log_every=100, selection="inner_val",
+                 eval_every=first_bad)
+    val = ToyClips(6, seed=1, prefix="toy/s2")
+    with pytest.raises(TrainingDiverged, match=rf"loss is nan at step {first_bad}\b"):
+        train_fold(new_model(), data, cfg, val_data=val, fold="casme2/07", seed=3, workdir=tmp_path,
+                   progress=False)
+    assert scored == []  # the first evaluation was due at the bad step itself
+
+
 @pytest.mark.parametrize("kind", ["apex-frame", "difference"])
 def test_baselines_use_fdps_frame_encoder(kind):
     torch.manual_seed(0)

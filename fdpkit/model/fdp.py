@@ -161,7 +161,8 @@ def fdp_loss(output: FDPOutput, labels: torch.Tensor, di_target: torch.Tensor | 
     value = (lambda t: t.detach()) if detached_parts else (lambda t: float(t.detach()))
     ce = F.cross_entropy(output.logits, labels)
     total = ce_weight * ce
-    parts = {"ce": value(ce), "di": 0.0, "rank": 0.0}
+    zero = value(ce.new_zeros(()))  # an off term: a device tensor too, so reading it never syncs
+    parts = {"ce": value(ce), "di": zero, "rank": zero}
     if output.dynamic_image is not None and di_target is not None and di_weight:
         pred = output.dynamic_image
         target = di_target.to(pred.dtype)

@@ -62,8 +62,5 @@ def format_model_info(preset: str = "paper", num_classes: int = 5, **kwargs: Any
 def run_cli(args: Any) -> int:
     """`fdpkit model-info`: prints the table of `args.preset` for `args.num_classes` classes. A bad
     preset or class count is a `ConfigError` (exit 2 through `fdpkit.cli`)."""
-    num_classes = getattr(args, "num_classes", 5)
-    print(format_model_info(args.preset, 5 if num_classes is None else num_classes,
-                            frames=getattr(args, "frames", None) or 8,
-                            size=getattr(args, "size", None) or 64))
+    print(format_model_info(args.preset, args.num_classes))
     return 0
