@@ -243,10 +243,11 @@ def pick_run(p: Params, quiet: bool = False) -> Path:
     names = [p.run] if p.get("run") else list(RUNS_FOR_ATTRIBUTION)
     for name in names:
         folder = run_dir(p.work_dir, name)
-        if (folder / "config.json").exists() and fold_subjects(folder):
+        done = fold_subjects(folder) if (folder / "config.json").exists() else []
+        if done:
             if not quiet:
-                print(f"Explaining the models of runs/{name} ({len(fold_subjects(folder))} finished "
-                      f"fold{'s' if len(fold_subjects(folder)) > 1 else ''}) in {folder}.")
+                print(f"Explaining the models of runs/{name} ({len(done)} finished "
+                      f"fold{'s' if len(done) > 1 else ''}) in {folder}.")
             return folder
     if p.get("run"):
         raise ParameterError(f"parameter 'run' = {p.run!r}: {run_dir(p.work_dir, p.run)} has no finished fold; "

@@ -213,7 +213,7 @@ def preprocess(manifest: Manifest | str | os.PathLike | pd.DataFrame, cache_dir,
                             "cached": False}
             files[uid] = clip_file_name(row, params)
             continue
-        inputs = frame_inputs(folder, int(row["onset"]), int(row["offset"]), params.as_dict())
+        inputs, chosen = frame_inputs(folder, int(row["onset"]), int(row["offset"]), params.as_dict())
         files[uid] = clip_file_name(row, params, inputs)
         notes = _valid_cached(cache_dir / files[uid], params) if inputs is not None else None
         if notes is not None:
@@ -227,6 +227,7 @@ def preprocess(manifest: Manifest | str | os.PathLike | pd.DataFrame, cache_dir,
             "offset": int(row["offset"]),
             "path": str(cache_dir / files[uid]),
             "params": params.as_dict(),
+            "chosen": chosen,
         })
 
     with tqdm(total=len(rows), desc="preprocess", unit="clip", disable=not progress) as bar:

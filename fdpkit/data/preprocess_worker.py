@@ -59,16 +59,20 @@ def process_clip(task: dict) -> dict:
     return result
 
 
-def frame_inputs(folder, onset: int, offset: int, params: dict) -> list[list] | None:
-    """[name, size, mtime_ns] of each distinct frame file `make_clip` would read for these
-    arguments (part of the cache key: a frame changed on disk makes a new key), or None when the
+def frame_inputs(folder, onset: int, offset: int, params: dict) -> tuple[list[list] | None, dict | None]:
+    """(key, chosen): `key` is [name, size, mtime_ns] of each distinct frame file `make_clip` reads
+    for these arguments (part of the cache key: a frame changed on disk makes a new key); `chosen`
+    is that selection (sampled frame numbers, notes and their files), handed to `make_clip` so the
+    folder is listed and sampled once and the files read are the files keyed. Both None when the
     folder cannot be listed or sampled (the clip fails or is skipped again; nothing to reuse)."""
     try:
         files, sampled = _sample(Path(folder), onset, offset, params)
         stats = {number: files[number].stat() for number in dict.fromkeys(sampled.numbers)}
     except (ClipFailed, ClipSkipped, OSError):
-        return None
-    return [[files[n].name, s.st_size, s.st_mtime_ns] for n, s in stats.items()]
+        return None, None
+    chosen = {"files": {n: str(files[n]) for n in stats}, "numbers": list(sampled.numbers),
+              "notes": list(sampled.notes)}
+    return [[files[n].name, s.st_size, s.st_mtime_ns] for n, s in stats.items()], chosen
 
 
 def _sample(folder: Path, onset: int, offset: int, params: dict):
@@ -95,10 +99,14 @@ def make_clip(task: dict) -> list[str]:
     """Sample, read, align and write one clip; returns the notes; raises ClipFailed / ClipSkipped."""
     params = task["params"]
     folder = Path(task["folder"])
-    files, sampled = _sample(folder, int(task["onset"]), int(task["offset"]), params)
-    notes = list(sampled.notes)
+    if task.get("chosen"):  # sampled by `frame_inputs` when the cache key was made
+        files = {int(n): Path(f) for n, f in task["chosen"]["files"].items()}
+        numbers, notes = task["chosen"]["numbers"], list(task["chosen"]["notes"])
+    else:
+        files, sampled = _sample(folder, int(task["onset"]), int(task["offset"]), params)
+        numbers, notes = sampled.numbers, list(sampled.notes)
 
-    unique = list(dict.fromkeys(sampled.numbers))          # distinct numbers, time order
+    unique = list(dict.fromkeys(numbers))                  # distinct numbers, time order
     if task.get("root"):  # frame files, like their folders, must live under the dataset root
         outside = links_outside([files[n] for n in unique], Path(os.path.realpath(task["root"])))
         if outside:
@@ -116,13 +124,13 @@ def make_clip(task: dict) -> list[str]:
         raise ClipFailed(f"unknown alignment {params['align']!r}")
 
     aligned = {number: warp_face(images[number], matrices[number], size) for number in unique}
-    frames = np.stack([aligned[n] for n in sampled.numbers]).astype(np.uint8)
+    frames = np.stack([aligned[n] for n in numbers]).astype(np.uint8)
     write_npz(
         task["path"],
         frames=frames,
         dynamic_image=dynamic_image_uint8(frames),
-        frame_numbers=np.asarray(sampled.numbers, dtype=np.int64),
-        transforms=np.stack([matrices[n] for n in sampled.numbers]).astype(np.float64),
+        frame_numbers=np.asarray(numbers, dtype=np.int64),
+        transforms=np.stack([matrices[n] for n in numbers]).astype(np.float64),
         notes=np.array("; ".join(notes)),
     )
     return notes

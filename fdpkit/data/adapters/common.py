@@ -385,7 +385,7 @@ class Adapter:
     clip_signature: str | None = None
 
     def __init__(self):
-        self.sheet_name = ""
+        self.sheet_name = ""  # the worksheet read (recorded in the log and the manifest meta)
         self.folders = FolderFinder()
         self.base: Path | None = None
         self._frames: dict[str, dict | RowError] = {}
@@ -410,8 +410,6 @@ class Adapter:
                 and (self.clip_signature is None or re.fullmatch(self.clip_signature, clip) is not None))
 
     # reading
-    sheet_name: str = ""    # the worksheet read (recorded in the log and the manifest meta)
-
     def read(self, path: Path, sheet: str | None = None) -> list[SheetRow]:
         """The one sheet with a recognisable header (column names by the alias table); with several
         such sheets, `sheet` (`--sheet NAME`) must choose, else an error lists them."""
