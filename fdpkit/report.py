@@ -8,7 +8,8 @@ from pathlib import Path
 
 from fdpkit.io import read_json, write_text
 from fdpkit.metrics import METRIC_NAMES
-from fdpkit.notebook_params import smoke_mode
+from fdpkit.errors import EXIT_BAD_INPUT
+from fdpkit.notebook_params import ParameterError, check_parameters, smoke_mode
 from fdpkit.paths import notebooks_dir
 from fdpkit.run_outputs import constant_predictor_warning
 
@@ -48,6 +49,9 @@ def build_report(dataset: str, out_dir, root=None, annotations=None, parameters=
     """
     import papermill
 
+    # the user's parameters are checked before anything runs or is created (exit 2 in one line)
+    check_parameters(dataset=dataset, root=root or "", annotations=annotations or "", quiet=True,
+                     **(parameters or {}))
     out_dir = Path(out_dir).resolve()
     work_dir = out_dir / "work"
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -346,6 +350,9 @@ def run_cli(args) -> int:
         parameters = parse_parameters(args.parameter)
         index = build_report(args.dataset, args.out, root=args.root, annotations=args.annotations,
                              parameters=parameters)
+    except ParameterError as error:
+        print(f"fdpkit report: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except (NotebookFailed, ValueError) as error:
         print(f"fdpkit report: {error}", file=sys.stderr)
         return 1

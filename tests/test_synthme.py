@@ -259,17 +259,17 @@ def test_existing_folder_rules(tmp_path, capsys):
     assert main(["synth", "--out", str(out), *tiny]) == 0
     assert "already present" in capsys.readouterr().out
     assert _hashes(out) == before
-    assert main(["synth", "--out", str(out), "--subjects", "1", "--clips-per-subject", "2", "--seed", "6"]) == 1
+    assert main(["synth", "--out", str(out), "--subjects", "1", "--clips-per-subject", "2", "--seed", "6"]) == 2
     assert "--force" in capsys.readouterr().err
     victim = next(out.rglob("img3.jpg"))
     victim.write_bytes(b"not a jpeg")
-    assert main(["synth", "--out", str(out), *tiny]) == 1  # modified -> not "already present"
+    assert main(["synth", "--out", str(out), *tiny]) == 2  # modified -> not "already present"
     assert main(["synth", "--out", str(out), *tiny, "--force"]) == 0
     assert _hashes(out) == before
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    assert main(["synth", "--out", str(foreign), *tiny, "--force"]) == 1
+    assert main(["synth", "--out", str(foreign), *tiny, "--force"]) == 2
     assert (foreign / "notes.txt").read_text() == "keep me"
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fdpkit.errors import EXIT_BAD_INPUT
 from fdpkit.data import synthme_motion as motion
 from fdpkit.data.synthme_clips import (  # noqa: F401  (re-exported: the public API lives here)
     AMPLITUDE_SPREAD, APEX_POSITION, BLINK_AMPLITUDE_PX, BLINK_HALF_WIDTH, BLINK_PROBABILITY,
@@ -348,9 +349,9 @@ def run_cli(args) -> int:
             args.out, subjects=args.subjects, clips_per_subject=args.clips_per_subject, seed=args.seed,
             intensity=args.intensity, force=args.force, progress=True,
         )
-    except SynthMEError as error:
+    except SynthMEError as error:  # an --out that holds something else: bad input
         print(f"fdpkit synth: {error}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
     counts = ", ".join(f"{c} {summary['class_counts'][c]}" for c in motion.CLASSES if c in summary["class_counts"])
     print(
         f"SynthME {summary['status']}: {summary['out_dir']} ({summary['n_clips']} clips, {summary['n_frames']} frames; "

@@ -246,3 +246,10 @@ def test_the_report_says_when_a_model_learned_nothing(toy_reference, tmp_path):
     summary["constant_predictor"]["folds"] = []
     io.write_json(work / "runs" / "fdp" / "summary.json", summary)
     assert "constant predictor" not in render_index(report_context(tmp_path, "synthme", [], work))
+
+
+def test_a_bad_report_parameter_stops_before_any_notebook_runs(tmp_path, capsys):
+    out = tmp_path / "report"
+    assert cli_main(["report", "--out", str(out), "-p", "steps=abc"]) == errors.EXIT_BAD_INPUT
+    assert "parameter 'steps' = 'abc': must be a whole number" in one_line(capsys.readouterr().err)
+    assert not out.exists()
