@@ -1,4 +1,4 @@
-"""Clips per second of onset->apex optical flow (fdpkit.data.flow) per method and frame size.
+"""Clips per second of onset->apex optical flow (fdpkit.data.preprocess.flow) per method and frame size.
 
     .venv/bin/python benchmarks/flow_speed.py [--sizes 64,128] [--pairs 16] [--repeats 7]
                                               [--threads N] [--json OUT]
@@ -8,7 +8,7 @@ random sub-pixel amount). Two stages are timed per method: ``flow`` (optical_flo
 ``inputs`` (flow_inputs: flow + optical strain + resize to 28x28, what a flow cache entry costs).
 Each repeat times all pairs once (wall clock, time.perf_counter); the table shows the median over
 repeats of pairs / seconds, and the slowest and fastest repeat. One untimed warm-up pass first.
-TV-L1 is measured only when OpenCV's contrib module is installed (fdpkit.data.flow.has_tvl1).
+TV-L1 is measured only when OpenCV's contrib module is installed (fdpkit.data.preprocess.flow.has_tvl1).
 ``--threads`` sets cv2.setNumThreads (default: OpenCV's own choice, printed).
 """
 
@@ -56,7 +56,7 @@ def time_stage(fn, pairs, repeats: int) -> tuple[list[float], list[float]]:
 def main(argv=None) -> int:
     import cv2
 
-    from fdpkit.data.flow import METHODS, flow_inputs, has_tvl1, optical_flow
+    from fdpkit.data.preprocess.flow import METHODS, flow_inputs, has_tvl1, optical_flow
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="64,128")

@@ -15,7 +15,7 @@ Cases, in priority order, each in a fresh process with its own time limit, cut s
   numpy where missing: imported, unused) replaced by small stand-ins written to a temporary
   folder), fp32, its own loss and `Adam`.
   Skipped with a reason when no file is given or it fails to import.
-* `fold`: one paper-scale LOSO fold through `fdpkit.train.train_fold` (CASME II-sized corpus:
+* `fold`: one paper-scale LOSO fold through `fdpkit.train.loop.train_fold` (CASME II-sized corpus:
   250 synthetic clips of 25 subjects, so a fold trains on 240; 500 steps at B=36, precision auto,
   checkpoints every 50 steps in a temporary folder), then the 10 test clips predicted. Whole if it
   fits its limit, else the first steps measured and the fold extrapolated (marked `extrapolated`).
@@ -172,11 +172,11 @@ def _synthetic_batch(batch: int, device: str, frames: int = 8, size: int = 64, c
 
 # ----------------------------------------------------------------------------------- cases
 def case_step(c: dict, deadline: float) -> dict:
-    """fdpkit's train step (what `fdpkit.train` runs: autocast, fdp_loss, fused Adam)."""
+    """fdpkit's train step (what `fdpkit.train.loop` runs: autocast, fdp_loss, fused Adam)."""
     import torch
 
     from fdpkit.model import build_model, fdp_loss
-    from fdpkit.train import autocast_dtype
+    from fdpkit.train.loop import autocast_dtype
 
     device = c["device"]
     if device == "cuda":  # the trainer's settings
@@ -304,7 +304,7 @@ def synthetic_corpus(clips: int, subjects: int, size: int = 64, frames: int = 8,
     """A CASME II-sized corpus of random clips: (Tensors of all clips, subject of each clip)."""
     import torch
 
-    from fdpkit.train import Tensors
+    from fdpkit.train.loop import Tensors
 
     g = torch.Generator().manual_seed(1)
     data = Tensors(torch.rand(clips, frames, 1, size, size, generator=g) * 2 - 1,
@@ -314,7 +314,7 @@ def synthetic_corpus(clips: int, subjects: int, size: int = 64, frames: int = 8,
 
 
 def _subset(data, mask):
-    from fdpkit.train import Tensors
+    from fdpkit.train.loop import Tensors
 
     keep = mask.nonzero().flatten()
     return Tensors(data.frames[keep], data.dynamic_images[keep], data.labels[keep],
@@ -326,7 +326,7 @@ def run_fold(c: dict, steps: int, workdir: str) -> dict:
     import torch
 
     from fdpkit.model import build_model
-    from fdpkit.train import TrainConfig, predict_proba, train_fold
+    from fdpkit.train.loop import TrainConfig, predict_proba, train_fold
 
     t0 = time.time()
     data, subject = synthetic_corpus(c["clips"], c["subjects"])

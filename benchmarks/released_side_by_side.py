@@ -42,7 +42,7 @@ def _gpu_check():
 
 
 def make_modes(names, released_path, batch, device):
-    from fdpkit.bench.modes import ModeSwitch, mode_settings
+    from fdpkit_bench.modes import ModeSwitch, mode_settings
     from fdpkit.model import build_model, fdp_loss
 
     g = torch.Generator().manual_seed(0)

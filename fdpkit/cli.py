@@ -6,20 +6,20 @@ import argparse
 import importlib
 import sys
 
-from fdpkit.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, FdpkitError
+from fdpkit.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EnvironmentFault, FdpkitError
+from fdpkit.registry import DATASETS, MODELS, PRESETS, choices
 
 # verb -> (module holding `run_cli(args) -> int`, one-line help)
 VERBS = {
-    "synth": ("fdpkit.data.synthme", "generate SynthME, the synthetic micro-expression corpus"),
+    "synth": ("fdpkit.synthme.corpus", "generate SynthME, the synthetic micro-expression corpus"),
     "manifest": ("fdpkit.data.adapters", "read a corpus as distributed into a validated manifest"),
-    "preprocess": ("fdpkit.data.cache", "align faces, sample frames, cache clips and dynamic images"),
-    "loso": ("fdpkit.runner", "train and evaluate leave-one-subject-out"),
-    "compare": ("fdpkit.compare", "paired comparison of LOSO runs on the same folds (differences, intervals, p)"),
-    "report": ("fdpkit.report", "run the notebooks with papermill and write an HTML report"),
-    "bench": ("fdpkit.bench", "measure speed and memory"),
+    "preprocess": ("fdpkit.data.preprocess.cache", "align faces, sample frames, cache clips and dynamic images"),
+    "loso": ("fdpkit.loso.run", "train and evaluate leave-one-subject-out"),
+    "compare": ("fdpkit.loso.compare", "paired comparison of LOSO runs on the same folds (differences, intervals, p)"),
+    "report": ("fdpkit.nb.report", "run the notebooks with papermill and write an HTML report"),
+    "bench": ("fdpkit_bench", "measure speed and memory"),
     "model-info": ("fdpkit.model.info", "parameters per module and FLOPs per clip"),
 }
-DATASETS = ("casme2", "samm", "casme_sq", "casme3", "synthme")
 
 
 def _add_synth(p):
@@ -61,8 +61,8 @@ def _add_preprocess(p):
 def _add_loso(p):
     p.add_argument("--manifest", required=True)
     p.add_argument("--cache", required=True)
-    p.add_argument("--preset", default="tiny")
-    p.add_argument("--model", default="fdp", help="fdp | apex-frame | difference")
+    p.add_argument("--preset", default="tiny", choices=PRESETS, help=choices(PRESETS))
+    p.add_argument("--model", default="fdp", choices=MODELS, help=choices(MODELS))
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
@@ -97,14 +97,12 @@ def _add_bench(p):
 
 
 def _add_model_info(p):
-    # no `choices`: they live in fdpkit.model.config.PRESETS, whose import would load torch for every
-    # verb; an unknown preset is refused by make_config in one line listing the presets (exit 2)
-    p.add_argument("--preset", default="tiny", help="paper, official or tiny (fdpkit.model.config.PRESETS)")
+    p.add_argument("--preset", default="tiny", choices=PRESETS, help=choices(PRESETS))
     p.add_argument("--num-classes", type=int, default=5, help="classes of the MER head (>= 2)")
 
 
 def _add_compare(p):
-    from fdpkit.compare import add_arguments
+    from fdpkit.loso.compare import add_arguments
 
     add_arguments(p)
 
@@ -126,6 +124,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _verb_module(name: str):
+    """The module of a verb. The benchmark harness is not part of the installed package: it lives in
+    the checkout's benchmarks/ folder (`fdpkit bench` from a checkout, as `make` installs it)."""
+    if name == "fdpkit_bench":
+        from fdpkit.paths import repo_folder
+
+        try:
+            folder = str(repo_folder("benchmarks"))
+        except FileNotFoundError as error:
+            raise EnvironmentFault(f"{error}; the benchmarks are run from a source checkout") from None
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    return importlib.import_module(name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one verb; a user error or environment fault ends in one line on stderr and the exit code
     of `fdpkit.errors` (never a traceback; a traceback means a bug)."""
@@ -136,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     module_name, _ = VERBS[args.verb]
     try:
-        return int(importlib.import_module(module_name).run_cli(args) or 0)
+        return int(_verb_module(module_name).run_cli(args) or 0)
     except FdpkitError as error:
         print(f"fdpkit {args.verb}: {error}", file=sys.stderr)
         return error.exit_code

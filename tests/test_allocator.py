@@ -1,4 +1,4 @@
-"""fdpkit.allocator: the tuned glibc heap keeps freed blocks; FDPKIT_MALLOC=default opts out."""
+"""fdpkit.loso.allocator: the tuned glibc heap keeps freed blocks; FDPKIT_MALLOC=default opts out."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gl
 # Allocate and free a 256 MiB block; print the resident set before and after the free (kB).
 PROBE = """
 import sys
-from fdpkit.allocator import tune_for_training
+from fdpkit.loso.allocator import tune_for_training
 def rss_kb():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from fdpkit import attribution as A
+from fdpkit.explain import attribution as A
 from fdpkit.model import build_model
 
 

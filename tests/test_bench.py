@@ -1,4 +1,4 @@
-"""fdpkit.bench: statistics, record schema, harness plumbing, and a --quick CLI run of a tiny case.
+"""fdpkit_bench: statistics, record schema, harness plumbing, and a --quick CLI run of a tiny case.
 
 No timing assertions: the machine may be busy. The CLI run uses one torch thread per case
 (FDPKIT_BENCH_THREADS=1) and batch 2 so that it stays fast on a shared 2-core machine.
@@ -11,14 +11,14 @@ import json
 import numpy as np
 import pytest
 
-from fdpkit.bench import add_peaks, command_line, markdown_table
-from fdpkit.bench.cases import plan
-from fdpkit.bench.harness import (
+from fdpkit_bench import add_peaks, command_line, markdown_table
+from fdpkit_bench.cases import plan
+from fdpkit_bench.harness import (
     RECORD_FIELDS, PeakRSS, interleave_order, make_record, run_case, summarize, time_interleaved,
     validate_record,
 )
-import fdpkit.bench
-import fdpkit.train
+import fdpkit_bench
+import fdpkit.train.loop
 from fdpkit.cli import main
 
 
@@ -149,7 +149,7 @@ def test_plan_quick_and_full():
 
 
 def test_run_case_reports_a_failing_child():
-    records = run_case("fdpkit.bench.harness:no_such_function", {"case": "broken"}, stream=False)
+    records = run_case("fdpkit_bench.harness:no_such_function", {"case": "broken"}, stream=False)
     assert len(records) == 1 and records[0]["error"] and records[0]["case"] == "broken"
     validate_record(records[0])
 
@@ -166,7 +166,7 @@ def probe(native: bool):
 
 def test_cli_quick_tiny_train_step_writes_valid_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FDPKIT_BENCH_THREADS", "1")
-    monkeypatch.setattr(fdpkit.train, "cpu_bf16_probe", probe(native=True))  # any CPU: plan as native
+    monkeypatch.setattr(fdpkit.train.loop, "cpu_bf16_probe", probe(native=True))  # any CPU: plan as native
     out = tmp_path / "bench.json"
     code = main(["bench", "--quick", "--only", "train_step", "--batch-size", "2", "--json", str(out)])
     captured = capsys.readouterr()
@@ -213,23 +213,23 @@ def test_plan_without_native_bf16_leaves_bf16_out_and_caps_the_matmul():
 
 def test_run_benchmarks_skips_bf16_with_a_printed_reason_and_passes_time_limits(monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr(fdpkit.train, "cpu_bf16_probe", probe(native=False))
-    monkeypatch.delenv(fdpkit.bench.BF16_ENV, raising=False)
-    monkeypatch.setattr(fdpkit.bench, "run_case", lambda fn, params, timeout=None, **kw: calls.append(
+    monkeypatch.setattr(fdpkit.train.loop, "cpu_bf16_probe", probe(native=False))
+    monkeypatch.delenv(fdpkit_bench.BF16_ENV, raising=False)
+    monkeypatch.setattr(fdpkit_bench, "run_case", lambda fn, params, timeout=None, **kw: calls.append(
         (fn, params, timeout)) or [])
-    fdpkit.bench.run_benchmarks(["train_step"], ["tiny"], [2], quick=True)
+    fdpkit_bench.run_benchmarks(["train_step"], ["tiny"], [2], quick=True)
     err = capsys.readouterr().err
     assert "bf16 cases skipped" in err and "44.0x slower" in err and "FDPKIT_BENCH_BF16=1" in err
     assert calls[0][1]["bf16_capped"] and all(t == 300 for _, _, t in calls)
     assert calls[1][1]["modes"] == ["reference", "batched"]
     calls.clear()
-    monkeypatch.setenv(fdpkit.bench.BF16_ENV, "1")  # on purpose: measured anyway
-    fdpkit.bench.run_benchmarks(["train_step"], ["tiny"], [2], quick=True, verbose=False)
+    monkeypatch.setenv(fdpkit_bench.BF16_ENV, "1")  # on purpose: measured anyway
+    fdpkit_bench.run_benchmarks(["train_step"], ["tiny"], [2], quick=True, verbose=False)
     assert "bf16" in calls[1][1]["modes"] and "bf16_capped" not in calls[0][1]
 
 
 def test_capped_bf16_matmul_is_small_and_says_why():
-    from fdpkit.bench.cases import matmul_case
+    from fdpkit_bench.cases import matmul_case
 
     records = matmul_case({"n": 4096, "repeats": 5, "dtypes": ["bf16"], "bf16_capped": "no native bf16"})
     assert records[0]["mode"] == "mm512" and records[0]["repeats"] == 1

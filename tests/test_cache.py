@@ -1,4 +1,4 @@
-"""Preprocessing cache (fdpkit.data.cache, fdpkit.data.sampling): a CASME II-like folder of real-face
+"""Preprocessing cache (fdpkit.data.preprocess.cache, fdpkit.data.preprocess.sampling): a CASME II-like folder of real-face
 jpg frames (skimage astronaut) built at test time, dlib really detecting the face."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pytest
 from skimage import data
 
 from fdpkit.cli import main as cli_main
-from fdpkit.data import cache as C
-from fdpkit.data.dynamic_image import dynamic_image_uint8
+from fdpkit.data.preprocess import cache as C
+from fdpkit.data.preprocess.dynamic_image import dynamic_image_uint8
 from fdpkit.data.manifest import COLUMNS, Manifest, write_manifest
-from fdpkit.data.sampling import (SamplingError, SamplingSkip, evenly_spaced_positions, sample_frames,
+from fdpkit.data.preprocess.sampling import (SamplingError, SamplingSkip, evenly_spaced_positions, sample_frames,
                                   sample_official, sample_onset_offset)
 from fdpkit.io import load_npz
 

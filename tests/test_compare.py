@@ -1,4 +1,4 @@
-"""Paired comparison of two LOSO runs (fdpkit/compare.py): hand-counted cases, scikit-learn on the
+"""Paired comparison of two LOSO runs (fdpkit/loso/compare.py): hand-counted cases, scikit-learn on the
 pooled predictions, brute-force resampling, refusals, determinism and the CLI table."""
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
-from fdpkit import compare
+from fdpkit.loso import compare
 from fdpkit.errors import BadInput
 from fdpkit.io import write_csv, write_json
-from fdpkit.metrics import subject_draws, summarize
+from fdpkit.loso.metrics import subject_draws, summarize
 
 CLASSES = ["neg", "pos"]
 
 
 def predictions_table(truth: dict[str, list[str]], preds: dict[str, list[str]], classes=CLASSES,
                       dataset: str = "casme2") -> pd.DataFrame:
-    """Rows as fdpkit.runner writes them: one per test clip, subject by subject."""
+    """Rows as fdpkit.loso.run writes them: one per test clip, subject by subject."""
     rows = []
     for subject, labels in truth.items():
         for i, (label, pred) in enumerate(zip(labels, preds[subject])):
@@ -36,7 +36,7 @@ def predictions_table(truth: dict[str, list[str]], preds: dict[str, list[str]], 
 
 
 def write_run(folder, table: pd.DataFrame, classes=CLASSES, model="fdp", preset="tiny", **meta):
-    """A run folder's predictions.csv and summary.json, as fdpkit.run_outputs.pool_run writes them."""
+    """A run folder's predictions.csv and summary.json, as fdpkit.loso.outputs.pool_run writes them."""
     folds = sorted(set(table["subject_uid"]))
     summary = {"selection": "fixed_steps", "preset": preset, "model": model, "protocol": "test",
                "manifest_sha256": "ab" * 32, "seeds": {"base": 0, "folds": {f: 1 for f in folds}},
@@ -322,13 +322,13 @@ def test_cli_needs_two_runs(tmp_path):
 
 # ----------------------------------------------------------------------------- end to end
 def test_two_real_loso_runs_compare_like_sklearn_and_stay_untouched(tmp_path):
-    """fdpkit.runner.run_loso writes two runs (FDP and the difference baseline) on a toy cache; the
+    """fdpkit.loso.run.run_loso writes two runs (FDP and the difference baseline) on a toy cache; the
     comparison pairs their predictions.csv, agrees with sklearn and leaves summary.json as it was;
     a run on a subset of the folds is refused."""
     import sys
     from pathlib import Path
 
-    from fdpkit.runner import run_loso
+    from fdpkit.loso.run import run_loso
 
     sys.path.insert(0, str(Path(__file__).parent))
     from toycache import TOY_CLASSES, make_toy_cache

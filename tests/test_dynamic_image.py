@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from fdpkit.data.dynamic_image import (
+from fdpkit.data.preprocess.dynamic_image import (
     approximate_rank_pooling,
     dynamic_image_uint8,
     rank_pooling_coefficients,

@@ -1,4 +1,4 @@
-"""Similarity alignment (fdpkit.data.faces): hand-computed geometry and a real face (skimage astronaut)."""
+"""Similarity alignment (fdpkit.data.preprocess.faces): hand-computed geometry and a real face (skimage astronaut)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from skimage import data
 
-from fdpkit.data import faces
-from fdpkit.data.faces import (NoFaceError, align_face, eye_centres, landmarks_68, similarity_transform,
+from fdpkit.data.preprocess import faces
+from fdpkit.data.preprocess.faces import (NoFaceError, align_face, eye_centres, landmarks_68, similarity_transform,
                                to_gray_uint8, transform_points, warp_face)
 
 ASTRONAUT = data.astronaut()   # RGB 512x512; the face spans about x 179-266, y 83-170

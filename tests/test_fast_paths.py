@@ -1,7 +1,7 @@
 """Every fast path gives the reference path's outputs (eval) / losses and gradients (train).
 
 Reference = the released code's execution strategy: ``frame_loop=True`` (frames one at a time),
-fp32, NCHW, torch.optim.Adam defaults. Fast paths used by `fdpkit bench` (fdpkit.bench.cases):
+fp32, NCHW, torch.optim.Adam defaults. Fast paths used by `fdpkit bench` (fdpkit_bench.cases):
 batched frames, bf16 autocast, pure-bf16 inference, channels_last, fused Adam, encoder activation
 checkpointing, the small-map conv weight gradient. (torch.compile is not used: no gain measured.)
 """
@@ -13,7 +13,7 @@ import copy
 import pytest
 import torch
 
-from fdpkit.bench.cases import (
+from fdpkit_bench.cases import (
     MODES, ModeSwitch, checkpoint_targets, make_inputs, mode_settings, set_channels_last,
     set_small_map_conv, small_map_targets,
 )

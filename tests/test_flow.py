@@ -1,4 +1,4 @@
-"""Optical flow and optical strain (fdpkit/data/flow.py) on synthetic images with known motion.
+"""Optical flow and optical strain (fdpkit/data/preprocess/flow.py) on synthetic images with known motion.
 
 The test image is a sum of 12 sinusoidal gratings (periods 6-24 px, random orientations), evaluated
 analytically at the moved coordinates and rounded to uint8, so a sub-pixel translation or a zoom is
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fdpkit.data import flow as fl
+from fdpkit.data.preprocess import flow as fl
 from fdpkit.errors import BadInput
 
 CORE_METHODS = ("farneback", "dis")

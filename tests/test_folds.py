@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fdpkit.folds import (derive_seed, fold_dirname, fold_seed, inner_val_split, loso_folds,
+from fdpkit.loso.folds import (derive_seed, fold_dirname, fold_seed, inner_val_split, loso_folds,
                           resolve_subjects, shuffled_labels)
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from fdpkit.data.frames import frame_number, index_frames, links_outside
-from fdpkit.data.sampling import sample_onset_offset
+from fdpkit.data.preprocess.sampling import sample_onset_offset
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Tests for fdpkit.metrics: checked against scikit-learn and hand-computed cases."""
+"""Tests for fdpkit.loso.metrics: checked against scikit-learn and hand-computed cases."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score,
                              precision_recall_fscore_support, recall_score)
 
-from fdpkit import metrics as M
+from fdpkit.loso import metrics as M
 
 CLASSES5 = ["negative", "positive", "surprise", "others", "fear"]
 

@@ -10,16 +10,16 @@ import re
 import nbformat
 import pytest
 
-from fdpkit import notebook as nb
+from fdpkit.nb import notebook as nb
 from fdpkit.io import read_json
-from fdpkit.report import build_report, report_notebooks
+from fdpkit.nb.report import build_report, report_notebooks
 
 NOTEBOOKS = ("01_preprocess", "02_train", "03_loso", "04_ablations", "05_attribution")
 
 
 @pytest.fixture(scope="module")
 def tiny_synthme(tmp_path_factory):
-    from fdpkit.data.synthme import generate_synthme
+    from fdpkit.synthme.corpus import generate_synthme
 
     root = tmp_path_factory.mktemp("synthme") / "corpus"
     generate_synthme(root, subjects=4, clips_per_subject=4, seed=3)
@@ -123,7 +123,7 @@ def test_report_runs_every_notebook_with_non_default_parameters(smoke, tiny_synt
 
 
 def _fake_run(folder, subjects, finished):
-    from fdpkit.folds import fold_dirname
+    from fdpkit.loso.folds import fold_dirname
     from fdpkit.io import write_json
 
     write_json(folder / "config.json", {"folds": subjects})
@@ -179,7 +179,7 @@ def test_headless_kernels_get_text_progress_bars(monkeypatch):
 
 
 def _fake_work(work):
-    """A work folder as the notebooks leave it (the fields fdpkit.runner / manifest write)."""
+    """A work folder as the notebooks leave it (the fields fdpkit.loso.run / manifest write)."""
     from fdpkit.io import write_json
 
     classes = ["happiness", "disgust", "others"]
@@ -206,7 +206,7 @@ def _fake_work(work):
 
 def test_index_is_offline_and_shows_every_part(tmp_path):
     from fdpkit import __version__
-    from fdpkit.report import COMPARISON_FILE, _write_index
+    from fdpkit.nb.report import COMPARISON_FILE, _write_index
 
     work = tmp_path / "work"
     _fake_work(work)
@@ -227,7 +227,7 @@ def test_index_is_offline_and_shows_every_part(tmp_path):
 
 
 def test_notebook_pages_fetch_nothing(tmp_path):
-    from fdpkit.report import _render_html
+    from fdpkit.nb.report import _render_html
 
     book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("$x^2$"), nbformat.v4.new_code_cell(
         "1", outputs=[nbformat.v4.new_output("display_data", data={
@@ -269,7 +269,7 @@ def test_notebooks_speak_to_a_notebook_user(stem):
 
 
 def test_synthme_generation_shows_a_progress_bar(tmp_path, capsys):
-    from fdpkit.data.synthme import generate_synthme
+    from fdpkit.synthme.corpus import generate_synthme
 
     generate_synthme(tmp_path / "quiet", subjects=1, clips_per_subject=2, workers=1)
     assert "SynthME" not in capsys.readouterr().err  # the library is quiet by default

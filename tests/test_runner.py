@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 import torch
 
-import fdpkit.runner as runner
+import fdpkit.loso.run as runner
 from fdpkit.cli import main as cli_main
 from fdpkit.io import read_json
-from fdpkit.train import OPTIMISTIC_WARNING, TrainingDiverged
+from fdpkit.train.loop import OPTIMISTIC_WARNING, TrainingDiverged
 
 sys.path.insert(0, str(Path(__file__).parent))
 from toycache import TOY_CLASSES as CLASSES  # noqa: E402
@@ -116,7 +116,7 @@ def test_other_config_is_refused_unless_forced(reference, corpus, tmp_path, caps
 
 def test_cli_default_jobs_is_one_fold_process_per_core(monkeypatch):
     from fdpkit.cli import build_parser
-    from fdpkit.executors import auto_jobs
+    from fdpkit.loso.executors import auto_jobs
 
     args = build_parser().parse_args(["loso", "--manifest", "m.csv", "--cache", "c", "--out", "o"])
     assert args.jobs == 0
@@ -238,7 +238,7 @@ def test_jobs_2_gives_the_same_results_as_local(reference, corpus, tmp_path):
 
 def test_ray_gives_the_same_results_as_local(reference, corpus, tmp_path):
     """The executor starts the local Ray node itself (once for the run, with the longer start-up
-    allowance and retries of `fdpkit.executors.start_ray`) and shuts it down afterwards."""
+    allowance and retries of `fdpkit.loso.executors.start_ray`) and shuts it down afterwards."""
     out, _ = reference
     ray = pytest.importorskip("ray")
     runner.run_loso(*corpus, tmp_path / "ray", **RUN, executor="ray")

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fdpkit.data import synthme as S
-from fdpkit.data import synthme_motion as M
-from fdpkit.data.faces import detect_face, to_gray_uint8
+from fdpkit.synthme import corpus as S
+from fdpkit.synthme import motion as M
+from fdpkit.data.preprocess.faces import detect_face, to_gray_uint8
 from fdpkit.io import read_json
 
 SMALL = dict(subjects=3, clips_per_subject=3, seed=7)

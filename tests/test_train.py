@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 import torch
 
-import fdpkit.train as train_module
-from fdpkit.baselines import build, build_baseline
+import fdpkit.train.loop as train_module
+from fdpkit.model import build
+from fdpkit.model.baselines import build_baseline
 from fdpkit.errors import BadInput
 from fdpkit.io import load_torch
 from fdpkit.model import build_model, fdp_loss
-from fdpkit.train import (TRAIN_PRESETS, DataOrder, TrainConfig, TrainingDiverged, predict_proba,
+from fdpkit.train.loop import (TRAIN_PRESETS, DataOrder, TrainConfig, TrainingDiverged, predict_proba,
                           train_fold)
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from fdpkit.data.cache import load_clip, lookup
+from fdpkit.data.preprocess.cache import load_clip, lookup
 from fdpkit.data.manifest import row_name
 from fdpkit.errors import BadInput
 

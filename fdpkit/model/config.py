@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fdpkit.errors import BadInput, check_field_types
+from fdpkit.registry import PRESETS as REGISTRY_PRESETS
 
 VARIANTS = ("paper", "official")
 ENCODERS = ("lgfat", "cnn", "vit")
@@ -151,30 +152,8 @@ class FDPConfig:
 
 
 # Presets: data only (field overrides on top of the defaults above).
-PRESETS: dict[str, dict[str, Any]] = {
-    # the paper's description at full size (Next-ViT LGFAT, 64x64 map per frame, K = 8)
-    "paper": {},
-    # the released code's computation (85,304,206 parameters at C = 5)
-    "official": {"variant": "official", "encoder": "cnn"},
-    # paper family, small enough to train a SynthME LOSO fold on 2 CPU cores in well under a minute
-    "tiny": {
-        "stem_chs": (8,),  # 1 -> 8 (stride 2) -> 8 (stride 2)
-        "depths": (1, 2, 2, 1),
-        "widths": (16, 32, 48, 64),
-        "sr_ratios": (4, 2, 1, 1),
-        "head_dim": 8,
-        "mlp_ratio": 2.0,
-        "gra_mlp_ratio": 2.0,
-        "mlp_divisor": 8,
-        "drop_path": 0.0,
-        "feature_size": 16,
-        "rank_channels": 4,
-        "rank_init": "arp",  # measured on SynthME: UF1 0.44 vs 0.22 with random init (docs/synthme.md)
-        "mer_hidden": 64,
-        "segnet_widths": (8, 16, 16),
-        "segnet_depths": (1, 1, 1),
-    },
-}
+# The model half of each preset in fdpkit.registry.PRESETS (its one place).
+PRESETS: dict[str, dict[str, Any]] = {name: dict(p.model) for name, p in REGISTRY_PRESETS.items()}
 
 
 def make_config(preset: str = "paper", **overrides: Any) -> FDPConfig:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from fdpkit.metrics import METRIC_NAMES
+from fdpkit.loso.metrics import METRIC_NAMES
 
 # What the colour of a map means, per attribution method (inputs are frames scaled to [-1, 1]).
 MAP_UNITS = {
@@ -119,7 +119,7 @@ def key_frame_marks(frame_numbers, onset=None, apex=None, offset=None) -> dict[i
 
 # ------------------------------------------------------------------------ data
 def class_counts(per_subject: pd.DataFrame, title: str = "clips per subject and class") -> Figure:
-    """Stacked bars from a subject x class table (`fdpkit.notebook.manifest_tables`)."""
+    """Stacked bars from a subject x class table (`fdpkit.nb.notebook.manifest_tables`)."""
     table = per_subject.drop(columns=["total"], errors="ignore")
     fig = _figure(max(6, 0.35 * len(table) + 2), 3.2)
     ax = fig.add_subplot()
@@ -402,7 +402,7 @@ def class_maps(maps: dict[str, np.ndarray], background=None, alpha: float = 0.7,
 
 
 def rank_attribution(profiles: dict, title: str = "logit attributed to the rank scorer, per frame") -> Figure:
-    """One panel per entry of `fdpkit.notebook.rank_profiles` (each on its own y scale: they use
+    """One panel per entry of `fdpkit.nb.notebook.rank_profiles` (each on its own y scale: they use
     different baselines), mean over clips with a min..max band; an all-zero profile says so."""
     names = [name for name, values in profiles.items() if len(values)]
     fig = _figure(3.6 * max(1, len(names)), 2.8)
@@ -425,7 +425,7 @@ def rank_attribution(profiles: dict, title: str = "logit attributed to the rank 
 def region_shares(table: pd.DataFrame, title: str = "attribution inside the moving region, within the face") -> Figure:
     """Bars per method: share of |attribution| inside the ground-truth region, with the region's
     share of the face as the chance line of each method (what a uniform map scores); columns
-    ``*_face`` of `fdpkit.attribution.region_table` (else the whole-frame columns)."""
+    ``*_face`` of `fdpkit.explain.attribution.region_table` (else the whole-frame columns)."""
     suffix = "_face" if "attribution_share_face" in table else ""
     fig = _figure(5.5, 3)
     ax = fig.add_subplot()

@@ -5,7 +5,7 @@ A clip record is a dict: clip_uid, frame_dir, frames uint8 (T, H, W), frame_numb
 transforms (T, 2, 3) (the cache's alignment matrices), onset/apex/offset, dynamic_image (target,
 [0, 1]), label, label_name, classes; with a model also probs (C,), pred, rank_scores (K, T) and
 pred_dynamic_image; after `attribution_records` also maps, mass, rank, rank_frames, attention.
-`fdpkit.notebook` re-exports these functions for the notebooks.
+`fdpkit.nb.notebook` re-exports these functions for the notebooks.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pandas as pd
 
 def fold_subjects(run_folder) -> list[str]:
     """subject_uids of the finished folds of a run."""
-    from fdpkit.folds import fold_dirname
+    from fdpkit.loso.folds import fold_dirname
     from fdpkit.io import read_json
 
     if not (Path(run_folder) / "config.json").exists():
@@ -37,10 +37,10 @@ def fold_subjects(run_folder) -> list[str]:
 
 def load_fold_model(run_folder, subject_uid: str):
     """The trained model of one fold (eval mode), rebuilt from the run's config."""
-    from fdpkit.baselines import build
-    from fdpkit.folds import fold_dirname
+    from fdpkit.model import build
+    from fdpkit.loso.folds import fold_dirname
     from fdpkit.io import read_json
-    from fdpkit.train import load_selected
+    from fdpkit.train.loop import load_selected
 
     config = read_json(Path(run_folder) / "config.json")
     model = build(config["model"], config["preset"], num_classes=len(config["manifest"]["classes"]),
@@ -53,7 +53,7 @@ def clip_records(model, data, rows: pd.DataFrame) -> list[dict]:
     """Model outputs for some clips, as the records `fdpkit.viz` draws (see figures.py)."""
     import torch
 
-    from fdpkit.data.cache import load_clip, lookup
+    from fdpkit.data.preprocess.cache import load_clip, lookup
 
     dataset = data.dataset(rows)
     found = lookup(data.cache_dir, dataset.rows)
@@ -80,11 +80,11 @@ def clip_records(model, data, rows: pd.DataFrame) -> list[dict]:
 def attribution_records(p, data, run_folder, methods, max_folds: int = 2,
                         n_clips: int = 8, progress: bool = True) -> list[dict]:
     """Held-out clips of up to ``max_folds`` finished folds (spread over the subjects), each
-    explained by its own fold's model (`fdpkit.attribution.explain_records`); a tqdm bar over
+    explained by its own fold's model (`fdpkit.explain.attribution.explain_records`); a tqdm bar over
     the clips when ``progress``."""
     from tqdm.auto import tqdm
 
-    from fdpkit.attribution import explain_records
+    from fdpkit.explain.attribution import explain_records
 
     subjects = fold_subjects(run_folder)
     if not subjects:
@@ -108,7 +108,7 @@ def attribution_records(p, data, run_folder, methods, max_folds: int = 2,
 
 
 def train_log(run_folder, subject_uid: str) -> pd.DataFrame:
-    from fdpkit.folds import fold_dirname
+    from fdpkit.loso.folds import fold_dirname
 
     return pd.read_csv(Path(run_folder) / "folds" / fold_dirname(subject_uid) / "train_log.csv")
 
@@ -132,9 +132,9 @@ def mean_face(records: list[dict]) -> np.ndarray:
 
 
 def region_table(p, records: list[dict], methods) -> pd.DataFrame:
-    """SynthME only: `fdpkit.attribution.region_table` with the ground truth of ``p.root`` (an
+    """SynthME only: `fdpkit.explain.attribution.region_table` with the ground truth of ``p.root`` (an
     empty table, and a printed note, for other corpora)."""
-    from fdpkit.attribution import region_table as table, synthme_regions
+    from fdpkit.explain.attribution import region_table as table, synthme_regions
 
     if p.dataset != "synthme" or not (Path(p.root) / "ground_truth.csv").exists():
         print("no ground-truth regions for this dataset (SynthME only)")
@@ -158,7 +158,7 @@ def sample_rows(rows: pd.DataFrame, n: int, seed: int = 0, by_class: bool = True
 def comparison_table(p, names) -> pd.DataFrame:
     """Pooled metrics with intervals of finished runs ``work_dir/runs/<name>``."""
     from fdpkit.io import read_json
-    from fdpkit.metrics import METRICS
+    from fdpkit.loso.metrics import METRICS
 
     rows = []
     for name in names:
@@ -176,7 +176,7 @@ def comparison_table(p, names) -> pd.DataFrame:
 
 def pooled_table(summary: dict) -> pd.DataFrame:
     """Pooled metrics of a run summary with their intervals and chance levels, one row per metric."""
-    from fdpkit.metrics import METRICS
+    from fdpkit.loso.metrics import METRICS
 
     chance = summary.get("chance", {})
     return pd.DataFrame([{"metric": m, "pooled": summary["pooled"][m], "ci_low": summary["ci"]["intervals"][m][0],

@@ -5,7 +5,7 @@ Widget state does not survive papermill, so notebooks run headless show the stat
 control changes. Each keeps the figure it drew last in ``.figure`` and its current selection in
 ``.state`` so that tests can drive it: ``inspector.frame.value = 3`` -> ``inspector.state["frame"]``.
 
-    inspector = ClipInspector(records)        # records: fdpkit.notebook clip records
+    inspector = ClipInspector(records)        # records: fdpkit.nb.notebook clip records
     inspector                                  # shows the controls and the view in Jupyter
     explorer = AttributionExplorer(records)    # records with "maps": {method: (T, H, W)}
 

@@ -208,8 +208,8 @@ def report_index(tmp_path_factory) -> Path:
     given = os.environ.get("FDPKIT_REPORT_INDEX")
     if given:
         return Path(given)
-    from fdpkit.data.synthme import generate_synthme
-    from fdpkit.report import build_report
+    from fdpkit.synthme.corpus import generate_synthme
+    from fdpkit.nb.report import build_report
 
     folder = tmp_path_factory.mktemp("report")
     generate_synthme(folder / "corpus", subjects=4, clips_per_subject=4, seed=3)

@@ -25,7 +25,7 @@ def toy(tmp_path_factory):
 @pytest.fixture(scope="session")
 def toy_reference(toy, tmp_path_factory):
     """An uninterrupted LOSO run over the toy corpus (the comparison for killed/resumed runs)."""
-    from fdpkit.runner import run_loso
+    from fdpkit.loso.run import run_loso
 
     out = tmp_path_factory.mktemp("toy_ref") / "run"
     run_loso(*toy, out, **RUN)
@@ -35,7 +35,7 @@ def toy_reference(toy, tmp_path_factory):
 # ---------------------------------------------------------------------------------- SynthME
 @pytest.fixture(scope="session")
 def synthme_root(tmp_path_factory) -> Path:
-    from fdpkit.data.synthme import generate_synthme
+    from fdpkit.synthme.corpus import generate_synthme
 
     root = tmp_path_factory.mktemp("synthme") / "synthme"
     generate_synthme(root, **SYNTH)
@@ -54,7 +54,7 @@ def synthme_manifest(synthme_root, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synthme_reference(synthme_manifest, tmp_path_factory) -> Path:
     """An uninterrupted single-process preprocessing of the SynthME manifest."""
-    from fdpkit.data.cache import preprocess
+    from fdpkit.data.preprocess.cache import preprocess
 
     cache = tmp_path_factory.mktemp("synthme_ref") / "cache"
     preprocess(synthme_manifest, cache, progress=False, **PREPROCESS)

@@ -27,7 +27,7 @@ def test_sigkill_during_preprocessing_then_rerun_gives_the_uninterrupted_result(
                     os.kill(os.getpid(), signal.SIGKILL)
             real(fd, data)
         io._write_all = write_all
-        from fdpkit.data.cache import preprocess
+        from fdpkit.data.preprocess.cache import preprocess
         preprocess({str(synthme_manifest)!r}, {str(cache)!r}, progress=False, **{PREPROCESS!r})
     """)
     assert done.returncode == -9, done.stderr

@@ -1,4 +1,4 @@
-"""Pixel-level faults through `fdpkit.data.cache.preprocess`: every bad clip becomes a report row
+"""Pixel-level faults through `fdpkit.data.preprocess.cache.preprocess`: every bad clip becomes a report row
 (status + reason naming the file), never a crash; good clips are made whatever happens to the others.
 
 Frames are crops of skimage's astronaut (dlib finds the face) in a CASME II-style folder under a
@@ -18,7 +18,7 @@ import pytest
 
 from fdpkit import io
 from fdpkit.cli import main as cli_main
-from fdpkit.data import cache as C
+from fdpkit.data.preprocess import cache as C
 from fdpkit.data.manifest import COLUMNS, ManifestError
 
 from faultkit import PREPROCESS, blank, encode, face, manifest_row, read_only, write_frames, write_manifest_csv
@@ -268,7 +268,7 @@ def test_read_only_cache_fails_in_one_line_before_any_clip_is_made(faulty, tmp_p
     cache.mkdir()
     read_only(monkeypatch, cache)
     made = []
-    monkeypatch.setattr("fdpkit.data.preprocess_worker.make_clip", lambda task: made.append(task))
+    monkeypatch.setattr("fdpkit.data.preprocess.worker.make_clip", lambda task: made.append(task))
     argv = ["preprocess", "--manifest", str(manifest), "--cache", str(cache), "--frames", "8", "--size", "32"]
     assert cli_main(argv) == 7
     assert _one_line(capsys.readouterr().err) == (

@@ -1,4 +1,4 @@
-"""Faults of training runs (fdpkit.train, fdpkit.runner): SIGKILL during a fold and during a checkpoint
+"""Faults of training runs (fdpkit.train.loop, fdpkit.loso.run): SIGKILL during a fold and during a checkpoint
 write, a full disk on a checkpoint write, NaN/inf loss, and a RUN_DIR made with another config.
 
 The toy corpus (2 subjects x 4 random clips in the real cache format) trains the real `tiny` FDP
@@ -16,11 +16,11 @@ import shutil
 import pandas as pd
 import pytest
 
-import fdpkit.train as train
+import fdpkit.train.loop as train
 from fdpkit import io
 from fdpkit.cli import main as cli_main
-from fdpkit.runner import run_loso
-from fdpkit.train import TrainingDiverged
+from fdpkit.loso.run import run_loso
+from fdpkit.train.loop import TrainingDiverged
 
 from faultkit import CLI_RUN, RUN, run_python, temp_files
 
@@ -45,7 +45,7 @@ def killed_run(toy, out, kill: str, at: int):
     done = run_python(f"""
         import os, signal
         from fdpkit import io
-        import fdpkit.train as train
+        import fdpkit.train.loop as train
         count = [0]
         if {kill!r} == "step":
             real_lr = train.lr_at
@@ -65,7 +65,7 @@ def killed_run(toy, out, kill: str, at: int):
                         os.kill(os.getpid(), signal.SIGKILL)
                 real(fd, data)
             io._write_all = write_all
-        from fdpkit.runner import run_loso
+        from fdpkit.loso.run import run_loso
         run_loso({str(manifest)!r}, {str(cache)!r}, {str(out)!r}, **{RUN!r})
     """)
     assert done.returncode == -9, done.stdout + done.stderr

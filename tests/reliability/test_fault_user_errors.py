@@ -19,7 +19,7 @@ import torch
 
 from fdpkit import errors, io
 from fdpkit.cli import main as cli_main
-from fdpkit.metrics import constant_predictor_folds
+from fdpkit.loso.metrics import constant_predictor_folds
 from fdpkit.model import build_model, make_config
 from fdpkit.model.config import FDPConfig
 
@@ -140,7 +140,7 @@ class FailingRay:
 
 
 def test_ray_that_cannot_start_is_one_line_exit_7_suggesting_local(toy, tmp_path, monkeypatch, capsys):
-    import fdpkit.executors as executors
+    import fdpkit.loso.executors as executors
 
     fake = FailingRay(failures=99)
     monkeypatch.setattr(executors, "import_ray", lambda: fake)
@@ -158,7 +158,7 @@ def test_ray_that_cannot_start_is_one_line_exit_7_suggesting_local(toy, tmp_path
 
 
 def test_ray_start_that_times_out_once_is_tried_again(monkeypatch):
-    import fdpkit.executors as executors
+    import fdpkit.loso.executors as executors
 
     fake = FailingRay(failures=1)
     monkeypatch.setattr(executors, "import_ray", lambda: fake)
@@ -236,7 +236,7 @@ def test_the_report_says_when_a_model_learned_nothing(toy_reference, tmp_path):
     """The report's headline carries the constant-predictor warning of every run that has one."""
     import shutil
 
-    from fdpkit.report import render_index, report_context
+    from fdpkit.nb.report import render_index, report_context
 
     work = tmp_path / "work"
     shutil.copytree(toy_reference, work / "runs" / "fdp")

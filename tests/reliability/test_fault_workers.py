@@ -1,4 +1,4 @@
-"""Faults of fold worker processes (fdpkit.executors): a killed driver must not leave workers behind."""
+"""Faults of fold worker processes (fdpkit.loso.executors): a killed driver must not leave workers behind."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import psutil
 
 # The driver runs two 300 s tasks (time.sleep: importable in spawned workers) on two worker processes.
 DRIVER = ("import time\n"
-          "from fdpkit.executors import run_tasks\n"
+          "from fdpkit.loso.executors import run_tasks\n"
           "run_tasks([300, 300], time.sleep, print, executor='local', jobs=2)\n")
 
 

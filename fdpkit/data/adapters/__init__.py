@@ -33,16 +33,12 @@ from fdpkit.data.manifest import Manifest, validate, write_manifest
 from fdpkit.data.protocols import (Protocol, ProtocolError, clip_key, default_protocol, is_missing, load_fixes,
                                    load_protocol)
 from fdpkit.io import PathConflict, ensure_folder, sha256_file, write_csv
+from fdpkit.registry import DATASETS, resolve
 
-from .casme2 import Casme2
-from .casme3 import Casme3
-from .casme_sq import CasmeSq
 from .common import (SPREADSHEET_SUFFIXES, Adapter, AdapterError, Collector, RowError, SheetRow, parse_frame,
                      path_problem)
-from .samm import Samm
-from .synthme import SynthME
 
-ADAPTERS = {cls.name: cls for cls in (Casme2, Samm, CasmeSq, Casme3, SynthME)}
+ADAPTERS = {name: resolve(target) for name, target in DATASETS.items()}  # fdpkit.registry.DATASETS
 SKIPPED_COLUMNS = ("dataset", "sheet_row", "subject", "clip", "emotion", "status", "reason")
 MAX_MISSING_SHARE = Fraction(1, 4)   # more of onset..offset missing than this fails the clip
 log = logging.getLogger("fdpkit.adapters")

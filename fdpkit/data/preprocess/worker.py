@@ -1,4 +1,4 @@
-"""One clip -> one aligned npz: the work of `fdpkit.data.cache.preprocess`, one call per clip.
+"""One clip -> one aligned npz: the work of `fdpkit.data.preprocess.cache.preprocess`, one call per clip.
 
 `process_clip` is a top-level function taking and returning plain dicts so that it runs the same in
 the main process and in spawned worker processes; its result depends only on its task (never on
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fdpkit.data.dynamic_image import dynamic_image_uint8
-from fdpkit.data.faces import NoFaceError, landmarks_68, similarity_transform, warp_face
+from fdpkit.data.preprocess.dynamic_image import dynamic_image_uint8
+from fdpkit.data.preprocess.faces import NoFaceError, landmarks_68, similarity_transform, warp_face
 from fdpkit.data.frames import index_frames, links_outside
-from fdpkit.data.sampling import SamplingError, SamplingSkip, sample_frames
+from fdpkit.data.preprocess.sampling import SamplingError, SamplingSkip, sample_frames
 from fdpkit.io import write_npz
 
 UPSAMPLE_RETRIES = 1   # detector upsampling 0, then 1 (finds faces down to ~40 px)
@@ -36,7 +36,7 @@ def init_worker(parent_pid: int | None = None) -> None:
     must not leave workers writing npz files into the cache for minutes), as loso's fold workers do."""
     import cv2
 
-    from fdpkit.executors import watch_parent
+    from fdpkit.loso.executors import watch_parent
 
     cv2.setNumThreads(1)
     if parent_pid is not None:

@@ -59,10 +59,10 @@ import pandas as pd
 
 from fdpkit import __version__
 from fdpkit.errors import BadInput
-from fdpkit.data.faces import BORDER_VALUE, BOX_ENLARGE
+from fdpkit.data.preprocess.faces import BORDER_VALUE, BOX_ENLARGE
 from fdpkit.data.manifest import (Manifest, ManifestError, frame_folder, manifest_hash, read_manifest,
                                   validate)
-from fdpkit.data.sampling import METHODS
+from fdpkit.data.preprocess.sampling import METHODS
 from fdpkit.io import CorruptFileError, check_writable_folder, load_npz, stable_hash, write_csv, write_json
 
 CACHE_FORMAT_VERSION = 2   # 2: the file name also hashes the frame files' names, sizes and mtimes
@@ -184,7 +184,7 @@ def preprocess(manifest: Manifest | str | os.PathLike | pd.DataFrame, cache_dir,
 
     ``manifest``: a Manifest, a manifest CSV path, or manifest rows. ``align``: ``once`` (landmarks
     of the onset frame, one similarity transform for the whole clip) or ``per-frame`` (the released
-    code). ``sampling``: ``onset-offset`` or ``official`` (see ``fdpkit.data.sampling``).
+    code). ``sampling``: ``onset-offset`` or ``official`` (see ``fdpkit.data.preprocess.sampling``).
     ``workers`` > 1 runs clips in spawned processes (each loads the dlib models, about 3 s; a
     script calling this needs the usual ``if __name__ == "__main__":`` guard); the files are
     byte-identical for any value.
@@ -192,7 +192,7 @@ def preprocess(manifest: Manifest | str | os.PathLike | pd.DataFrame, cache_dir,
     after writing everything when a row is skipped or failed (module docstring).
     ``report.attrs``: counts, ``computed`` (clips made in this call) and ``seconds``.
     """
-    from fdpkit.data.preprocess_worker import frame_inputs
+    from fdpkit.data.preprocess.worker import frame_inputs
 
     params = PreprocessParams(int(frames), int(size), align, sampling).check()
     rows = _as_rows(manifest)
@@ -269,7 +269,7 @@ def preprocess(manifest: Manifest | str | os.PathLike | pd.DataFrame, cache_dir,
 
 def _run_tasks(tasks: list[dict], workers: int):
     """Yield the result of every task (in completion order); never raises for a task's failure."""
-    from fdpkit.data.preprocess_worker import process_clip
+    from fdpkit.data.preprocess.worker import process_clip
 
     if workers == 1 or len(tasks) <= 1:
         for task in tasks:
@@ -279,7 +279,7 @@ def _run_tasks(tasks: list[dict], workers: int):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from fdpkit.data.preprocess_worker import init_worker
+    from fdpkit.data.preprocess.worker import init_worker
 
     executor = ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
                                    mp_context=multiprocessing.get_context("spawn"),

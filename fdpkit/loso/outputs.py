@@ -1,4 +1,4 @@
-"""A LOSO run's result files (layout: `fdpkit.runner`), written by the driver only.
+"""A LOSO run's result files (layout: `fdpkit.loso.run`), written by the driver only.
 
 `write_fold` writes a finished fold's files, metrics.json last (its presence marks the fold
 finished); `pool_run` pools the finished folds into predictions.csv, results.csv and summary.json;
@@ -12,9 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from fdpkit.folds import Fold, fold_dirname
+from fdpkit.loso.folds import Fold, fold_dirname
 from fdpkit.io import read_json, write_csv, write_json
-from fdpkit.train_config import OPTIMISTIC_WARNING, TrainConfig
+from fdpkit.train.config import OPTIMISTIC_WARNING, TrainConfig
 
 SUMMARY = "summary.json"
 RESULTS = "results.csv"
@@ -37,7 +37,7 @@ def read_predictions(path) -> pd.DataFrame:
 
 def write_fold(result: dict[str, Any], classes: list[str]) -> None:
     """Driver side: a fold's files, metrics.json last (its presence marks the fold finished)."""
-    from fdpkit.metrics import per_subject_table
+    from fdpkit.loso.metrics import per_subject_table
 
     fold_dir = Path(result["fold_dir"])
     write_csv(fold_dir / PREDICTIONS, result["predictions"])
@@ -61,7 +61,7 @@ def pooled_summary(out_dir: Path, fold_list: list[Fold]) -> dict[str, Any] | Non
 
 def pool_run(out_dir: Path, config: dict, fold_list: list[Fold]) -> dict[str, Any]:
     """Pool the finished folds' predictions into predictions.csv, results.csv, summary.json."""
-    from fdpkit.metrics import constant_predictor_folds, per_subject_table, summarize
+    from fdpkit.loso.metrics import constant_predictor_folds, per_subject_table, summarize
 
     out_dir, classes = Path(out_dir), config["manifest"]["classes"]
     frames, fold_rows = [], []

@@ -6,7 +6,7 @@ Every notebook's first cell (tagged ``parameters``) holds primitives; the next c
 SynthME under ``fdpkit_home()/synthme``, generated if absent; ``work_dir=""`` ->
 ``fdpkit_home()/work/<dataset>``) and, when the environment variable ``FDPKIT_SMOKE=1`` is set,
 scales the run down for testing (a 4-subject x 4-clip SynthME, few steps, 2 folds, a small grid)
-and prints a loud line saying so. `fdpkit.notebook` re-exports these names for the notebooks.
+and prints a loud line saying so. `fdpkit.nb.notebook` re-exports these names for the notebooks.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from fdpkit.paths import fdpkit_home
-from fdpkit.train_config import SELECTIONS
+from fdpkit.registry import DATASETS, MODELS, PRESETS
+from fdpkit.train.config import SELECTIONS
 
-DATASETS = ("casme2", "samm", "casme_sq", "casme3", "synthme")
 SMOKE_ENV = "FDPKIT_SMOKE"
 SMOKE_BANNER = f"SMOKE MODE ({SMOKE_ENV}=1): scaled down for testing"
 SMOKE_SYNTHME = {"subjects": 4, "clips_per_subject": 4}
@@ -91,8 +91,6 @@ def _names(name, value, allowed=None) -> list[str]:
 
 def _rules() -> dict:
     """Notebook-specific parameter name -> check(name, value) returning the clean value."""
-    from fdpkit.model import PRESETS
-
     def whole(low, high=None):
         return lambda n, v: _int(n, v, low, high)
 
@@ -105,7 +103,7 @@ def _rules() -> dict:
         "sampling": one_of("onset-offset", "official"), "workers": whole(1, 64), "lenient": _bool,
         "n_clips": whole(1, 64), "fold": _str, "executor": one_of(*EXECUTORS), "jobs": whole(0, 256),
         "selection": one_of(*SELECTIONS), "max_folds": whole(0), "include_official": _bool,
-        "baselines": lambda n, v: _names(n, v, ("apex-frame", "difference")),
+        "baselines": lambda n, v: _names(n, v, tuple(m for m in MODELS if m != "fdp")),
         "ablations": lambda n, v: _names(n, v, tuple(ABLATIONS)),
         "ig_steps": whole(2, 1024), "method2": one_of(*METHODS2), "run": _str,
     }
@@ -191,7 +189,7 @@ def text_progress_when_headless() -> bool:
 
 def ensure_synthme(root: Path, smoke: bool = False, quiet: bool = False) -> Path:
     """Generate the default SynthME into ``root`` unless it is already there."""
-    from fdpkit.data.synthme import generate_synthme
+    from fdpkit.synthme.corpus import generate_synthme
 
     kwargs = dict(SMOKE_SYNTHME) if smoke else {}
     summary = generate_synthme(root, progress=not quiet, **kwargs)
@@ -201,7 +199,7 @@ def ensure_synthme(root: Path, smoke: bool = False, quiet: bool = False) -> Path
 
 
 # ------------------------------------------------------------------------ ablations
-# The values of the `ablations` parameter, name -> overrides for run_grid (fdpkit.notebook.ablation_grid
+# The values of the `ablations` parameter, name -> overrides for run_grid (fdpkit.nb.notebook.ablation_grid
 # and run_ablations turn them into runs; a `frames` entry needs a cache with another frame count)
 ABLATIONS = {
     "fdp": {},

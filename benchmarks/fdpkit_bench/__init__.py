@@ -5,11 +5,11 @@
 Benchmarks (`BENCHMARKS`): train_step, forward, preprocess, loso; the matmul peak (fp32 and bf16)
 is always measured first, in the same run, to turn achieved GFLOP/s into a fraction of peak.
 Each case runs in a fresh process (per-case peak RSS; nothing leaks between cases). The records
-(`fdpkit.bench.harness.RECORD_FIELDS`) go to ``--json`` as a list, and a markdown table with the
+(`fdpkit_bench.harness.RECORD_FIELDS`) go to ``--json`` as a list, and a markdown table with the
 command that reproduces it is printed (`markdown_table`).
 
 Python API: `run_benchmarks(only, presets, batch_sizes, quick) -> records`, `markdown_table(records)`,
-`fdpkit.bench.harness` (timing, memory, statistics), `fdpkit.bench.cases` (the cases and the plan).
+`fdpkit_bench.harness` (timing, memory, statistics), `fdpkit_bench.cases` (the cases and the plan).
 """
 
 from __future__ import annotations
@@ -20,21 +20,21 @@ import sys
 import time
 from typing import Any, Callable
 
-from fdpkit.bench.cases import BENCHMARKS, DEFAULT_PRESETS, plan
-from fdpkit.allocator import MALLOC_ENV
-from fdpkit.bench.harness import RECORD_FIELDS, run_case, validate_record
+from fdpkit_bench.cases import BENCHMARKS, DEFAULT_PRESETS, plan
+from fdpkit.loso.allocator import MALLOC_ENV
+from fdpkit_bench.harness import RECORD_FIELDS, run_case, validate_record
 
 __all__ = ["BENCHMARKS", "DEFAULT_PRESETS", "REGISTRY", "RECORD_FIELDS", "add_peaks", "command_line",
            "markdown_table", "run_benchmarks", "run_cli"]
 
 # benchmark name -> (case function, one-line description): the registry the CLI validates against
 REGISTRY: dict[str, tuple[str, str]] = {
-    "matmul": ("fdpkit.bench.cases:matmul_case", "dense matmul peak GFLOP/s, fp32 and bf16"),
-    "train_step": ("fdpkit.bench.cases:train_step_case",
+    "matmul": ("fdpkit_bench.cases:matmul_case", "dense matmul peak GFLOP/s, fp32 and bf16"),
+    "train_step": ("fdpkit_bench.cases:train_step_case",
                    "one optimiser step vs the per-frame fp32 reference, fp32 and bf16"),
-    "forward": ("fdpkit.bench.cases:forward_case", "eval inference latency (B=1) and throughput"),
-    "preprocess": ("fdpkit.bench.cases:preprocess_case", "clips/s, --align once vs per-frame"),
-    "loso": ("fdpkit.bench.cases:loso_case", "wall time of a tiny-preset SynthME LOSO run"),
+    "forward": ("fdpkit_bench.cases:forward_case", "eval inference latency (B=1) and throughput"),
+    "preprocess": ("fdpkit_bench.cases:preprocess_case", "clips/s, --align once vs per-frame"),
+    "loso": ("fdpkit_bench.cases:loso_case", "wall time of a tiny-preset SynthME LOSO run"),
 }
 
 THREADS_ENV = "FDPKIT_BENCH_THREADS"   # torch threads per case (default: all cores)
@@ -97,11 +97,11 @@ def run_benchmarks(only=None, presets=None, batch_sizes=None, quick: bool = Fals
 
 
 def bf16_skip_reason() -> str | None:
-    """Why this run leaves bf16 out (a CPU without native bf16, `fdpkit.train.cpu_bf16_probe`), or
+    """Why this run leaves bf16 out (a CPU without native bf16, `fdpkit.train.loop.cpu_bf16_probe`), or
     None: native bf16, or FDPKIT_BENCH_BF16=1."""
     if os.environ.get(BF16_ENV) == "1":
         return None
-    from fdpkit import train
+    from fdpkit.train import loop as train
 
     probe = train.cpu_bf16_probe()
     if probe["native"]:

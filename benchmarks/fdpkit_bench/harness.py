@@ -34,8 +34,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from fdpkit.allocator import MALLOC_ENV, release_free_memory, tune_for_training
+from fdpkit.loso.allocator import MALLOC_ENV, release_free_memory, tune_for_training
 from fdpkit.io import read_json, write_json
+
+BENCHMARKS_DIR = Path(__file__).resolve().parent.parent  # benchmarks/, holding this package
 
 # --------------------------------------------------------------------------------- records
 # Every record has at least these keys (None where a value does not apply).
@@ -299,8 +301,10 @@ def run_case(fn_path: str, params: dict[str, Any], timeout: float | None = None,
     with tempfile.TemporaryDirectory(prefix="fdpkit-bench-") as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "records.json"
         write_json(spec_path, {"fn": fn_path, "params": params, "threads": threads, "out": str(out_path)})
-        env = dict(os.environ, **{CHILD_ENV: "1", "PYTHONUNBUFFERED": "1"})
-        cmd = [sys.executable, "-c", "from fdpkit.bench.harness import child_main; child_main()",
+        # the child imports this package from benchmarks/ (outside the installed fdpkit)
+        path = os.pathsep.join(filter(None, [str(BENCHMARKS_DIR), os.environ.get("PYTHONPATH")]))
+        env = dict(os.environ, **{CHILD_ENV: "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": path})
+        cmd = [sys.executable, "-c", "from fdpkit_bench.harness import child_main; child_main()",
                str(spec_path)]
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -6,11 +6,11 @@ which reproduces the released code's test-fold model selection and is stamped op
 
 Data order is a pure function of (seed, step): sample position p = step * batch + j lies in epoch
 p // n at offset p % n of that epoch's permutation, drawn from a generator seeded by (seed, epoch).
-A checkpoint (`fdpkit.train_state`) therefore needs no sampler state; it holds the model, optimiser,
+A checkpoint (`fdpkit.train.checkpoint`) therefore needs no sampler state; it holds the model, optimiser,
 AMP scaler, step, every global RNG state (as tensors / plain types: it loads with weights_only=True),
 the log rows, the best-so-far weights and the config. Resuming from it gives bit-identical weights
 and log rows (except the wall-clock `seconds` column) to an uninterrupted run. The knobs are
-`TrainConfig` (`fdpkit.train_config`, re-exported here).
+`TrainConfig` (`fdpkit.train.config`, re-exported here).
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ import pandas as pd
 import torch
 
 from fdpkit.errors import BadInput
-from fdpkit.folds import derive_seed
+from fdpkit.loso.folds import derive_seed
 from fdpkit.io import write_csv
 from fdpkit.model import fdp_loss
-from fdpkit.train_config import OPTIMISTIC_WARNING, SELECTIONS, TRAIN_PRESETS, TrainConfig  # noqa: F401 - re-exported
-from fdpkit.train_state import (CHECKPOINT, checkpoint_step, load_checkpoint, load_selected,
+from fdpkit.train.config import OPTIMISTIC_WARNING, SELECTIONS, TRAIN_PRESETS, TrainConfig  # noqa: F401 - re-exported
+from fdpkit.train.checkpoint import (CHECKPOINT, checkpoint_step, load_checkpoint, load_selected,
                                 restore_training_state, rng_state, save_checkpoint, seed_everything,
                                 set_rng_state)
 
@@ -260,7 +260,7 @@ def predict_proba(model: torch.nn.Module, data, batch_size: int = 64, device=Non
 
 
 def _score(model, data: Tensors, config: TrainConfig, device) -> float:
-    from fdpkit.metrics import pooled_metrics
+    from fdpkit.loso.metrics import pooled_metrics
 
     probs, _ = predict_proba(model, data, config.eval_batch_size, device, config.precision)
     classes = list(range(probs.shape[1]))

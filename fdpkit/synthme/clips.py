@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fdpkit.data import synthme_motion as motion
-from fdpkit.data.synthme_faces import ClipMotion, Subject, render_frames
+from fdpkit.synthme import motion as motion
+from fdpkit.synthme.faces import ClipMotion, Subject, render_frames
 
 DEFAULT_SUBJECTS = 16
 DEFAULT_CLIPS_PER_SUBJECT = 12

@@ -6,12 +6,13 @@ import json
 import sys
 from pathlib import Path
 
+from fdpkit.registry import MODELS
 from fdpkit.io import read_json, write_text
-from fdpkit.metrics import METRIC_NAMES
+from fdpkit.loso.metrics import METRIC_NAMES
 from fdpkit.errors import EXIT_BAD_INPUT
-from fdpkit.notebook_params import ParameterError, check_parameters, smoke_mode
+from fdpkit.nb.params import ParameterError, check_parameters, smoke_mode
 from fdpkit.paths import notebooks_dir
-from fdpkit.run_outputs import constant_predictor_warning
+from fdpkit.loso.outputs import constant_predictor_warning
 
 HEADLINE_METRICS = ("uf1", "uar", "accuracy", "weighted_f1")
 
@@ -139,7 +140,7 @@ def _render_html(executed: Path, node=None) -> Path:
     return write_text(executed.with_suffix(".html"), body)
 
 
-HEADLINE_RUNS = ("fdp", "apex-frame", "difference")  # work_dir/runs/<name>: FDP first, then the baselines
+HEADLINE_RUNS = tuple(MODELS)  # work_dir/runs/<name>: FDP first, then the baselines (fdpkit.registry)
 COMPARISON_FILE = "comparison.csv"  # work_dir/runs/comparison.csv: the paired comparison with FDP, when made
 
 
@@ -196,7 +197,7 @@ def _headline(runs) -> dict:
 def _per_dataset(work_dir: Path, classes) -> str:
     import pandas as pd
 
-    from fdpkit.metrics import pooled_metrics
+    from fdpkit.loso.metrics import pooled_metrics
 
     path = work_dir / "runs" / "fdp" / "predictions.csv"
     if not path.exists():

@@ -2,18 +2,18 @@
 
 Run A is the reference; every other run B is compared with it, clip by clip (paired by
 ``clip_uid``). The unit of every resampling is the *subject* (the pair (dataset, subject) when the
-predictions carry a ``dataset`` column, as in `fdpkit.metrics`), because the clips of one subject
+predictions carry a ``dataset`` column, as in `fdpkit.loso.metrics`), because the clips of one subject
 are not independent and one LOSO fold is one subject. Metrics are the *pooled* ones of
-`fdpkit.metrics` (docs/metrics.md): UF1, UAR and accuracy over all clips of all folds.
+`fdpkit.loso.metrics` (docs/metrics.md): UF1, UAR and accuracy over all clips of all folds.
 
 Definitions, for a metric M in {UF1, UAR, accuracy} and G subjects:
 
 * **difference**: ``d = M(B) - M(A)`` on the pooled predictions (positive: B is better).
 * **bootstrap interval** of d: replicate r draws G subjects with replacement,
-  ``fdpkit.metrics.subject_draws(G, n_boot, seed)[r]`` (subjects in sorted order), and pools the
+  ``fdpkit.loso.metrics.subject_draws(G, n_boot, seed)[r]`` (subjects in sorted order), and pools the
   clips of the drawn subjects for A and, with the *same* draw, for B; ``d_r = M(B_r) - M(A_r)``.
   The interval is the percentile interval (``level``, default 95%) of ``d_1..d_n_boot``. It is
-  computed with `fdpkit.metrics.bootstrap_samples`, called once per run with the same seed: its
+  computed with `fdpkit.loso.metrics.bootstrap_samples`, called once per run with the same seed: its
   draws depend only on (G, n_boot, seed), and both runs have the same sorted subjects (refused
   otherwise), so replicate r resamples the same subjects in both runs.
 * **sign-flip permutation p-value** (two-sided): under the null hypothesis that A and B are
@@ -44,8 +44,8 @@ import numpy as np
 import pandas as pd
 
 from fdpkit.errors import BadInput
-from fdpkit.metrics import from_confusion, group_confusions, bootstrap_samples, pooled_metrics
-from fdpkit.run_outputs import PREDICTIONS, SUMMARY, read_predictions
+from fdpkit.loso.metrics import from_confusion, group_confusions, bootstrap_samples, pooled_metrics
+from fdpkit.loso.outputs import PREDICTIONS, SUMMARY, read_predictions
 
 COMPARED = ("uf1", "uar", "accuracy")
 GROUP_COL, DATASET_COL = "subject", "dataset"
@@ -145,7 +145,7 @@ def _check_summary_matches(predictions: pd.DataFrame, summary: dict, name: str) 
 
 # ----------------------------------------------------------------------------- statistics
 def _metrics_of(cms: np.ndarray) -> dict[str, np.ndarray]:
-    """COMPARED metrics of a stack (..., C, C) of pooled confusion matrices (fdpkit.metrics rules)."""
+    """COMPARED metrics of a stack (..., C, C) of pooled confusion matrices (fdpkit.loso.metrics rules)."""
     m = from_confusion(cms)
     return {k: m[k] for k in COMPARED}
 
@@ -240,7 +240,7 @@ def compare_runs(run_a, run_b, *, n_boot: int = 1000, n_perm: int = 10000, seed:
         "classes": classes, "difference": difference, "warnings": _warnings(desc_a, desc_b),
         "bootstrap": {"method": BOOTSTRAP_NOTE, "level": level, "n_boot": n_boot, "seed": seed},
         "permutation": {"method": PERMUTATION_NOTE, "kind": kind, "n": n_flips, "seed": seed},
-        "definitions": "docs/metrics.md (paired comparison); fdpkit/compare.py",
+        "definitions": "docs/metrics.md (paired comparison); fdpkit/loso/compare.py",
     }
 
 

@@ -17,12 +17,13 @@ Each fold's seed is a hash of (base seed, subject_uid) and every fold runs with 
 torch threads (`threads`, default 1), so results do not depend on fold order, executor or --jobs.
 
 The run's config (overrides, fingerprint, refusal of a RUN_DIR made with another config) is
-`fdpkit.run_config`; the result files are written by `fdpkit.run_outputs`. Their public names are
+`fdpkit.loso.config`; the result files are written by `fdpkit.loso.outputs`. Their public names are
 re-exported here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -34,15 +35,17 @@ import numpy as np
 import pandas as pd
 
 from fdpkit import __version__
-from fdpkit.folds import Fold, fold_dirname, inner_val_split, loso_folds, shuffled_labels
+from fdpkit.data.dataset import ok_rows
+from fdpkit.data.preprocess.cache import check_cache_files
+from fdpkit.loso.folds import Fold, fold_dirname, inner_val_split, loso_folds, shuffled_labels
 from fdpkit.io import stable_hash, write_csv
-from fdpkit.executors import run_tasks
-from fdpkit.run_config import (RUN_KEYS, RunConfigMismatch, clip_shape, fit_to_data, model_config,
+from fdpkit.loso.executors import run_tasks
+from fdpkit.loso.config import (RUN_KEYS, LosoSpec, RunConfigMismatch, clip_shape, fit_to_data, model_config,
                                parse_sets, prepare_run_dir, run_fingerprint, split_overrides)
-from fdpkit.run_outputs import (FOLD_METRICS, format_summary, pool_run, pooled_summary, read_predictions,
+from fdpkit.loso.outputs import (FOLD_METRICS, format_summary, pool_run, pooled_summary, read_predictions,
                                 write_fold)
-from fdpkit.train import predict_proba, train_fold
-from fdpkit.train_config import OPTIMISTIC_WARNING, TrainConfig
+from fdpkit.train.loop import predict_proba, train_fold
+from fdpkit.train.config import OPTIMISTIC_WARNING, TrainConfig
 
 
 # ------------------------------------------------------------------------------- one fold
@@ -112,8 +115,8 @@ def run_fold(task: FoldTask) -> dict[str, Any]:
 
 
 def _run_fold(task: FoldTask) -> dict[str, Any]:
-    from fdpkit.baselines import build
-    from fdpkit.train import seed_everything
+    from fdpkit.model import build
+    from fdpkit.train.loop import seed_everything
 
     fold, classes = task.fold, task.classes
     config = TrainConfig(**task.train)
@@ -198,21 +201,16 @@ def _as_manifest(manifest):
     return read_manifest(manifest), str(Path(manifest).resolve())
 
 
-def run_loso(manifest, cache_dir, out_dir, preset: str = "tiny", model: str = "fdp",
-             selection: str = "fixed_steps", seed: int = 0, folds=None, executor: str = "local",
-             jobs: int = 1, overrides: dict | None = None, shuffle_labels: bool = False,
-             force: bool = False, progress: bool = True, steps: int | None = None,
-             batch_size: int | None = None, ray_address: str | None = None,
-             command: str | None = None, verbose: bool = True) -> dict[str, Any]:
+def run_loso(manifest, cache_dir, out_dir, spec: LosoSpec | None = None, **fields) -> dict[str, Any]:
     """Leave-one-subject-out over the manifest's clips that are usable in the cache.
 
-    `overrides`: TrainConfig fields (lr, steps, di_weight, threads, ...) and model (FDPConfig)
-    fields, optionally prefixed `train.` / `model.`. Returns the summary dict (also in summary.json).
+    ``spec`` (`LosoSpec`) says what to train and how to run it; keyword ``fields`` replace its
+    fields (``run_loso(m, cache, out, preset="tiny", jobs=2)``). ``spec.overrides``: TrainConfig
+    fields (lr, steps, di_weight, threads, ...) and model (FDPConfig) fields, optionally prefixed
+    `train.` / `model.`. Returns the summary dict (also in summary.json).
     """
-    from fdpkit.data.dataset import ok_rows
-    from fdpkit.data.cache import check_cache_files
-
-    run_over, train_over, model_over = split_overrides(overrides)
+    spec = dataclasses.replace(spec or LosoSpec(), **fields)
+    run_over, train_over, model_over = split_overrides(spec.overrides)
     if run_over:
         raise ValueError(f"pass {sorted(run_over)} as run_loso arguments, not overrides")
     manifest, manifest_path = _as_manifest(manifest)
@@ -220,9 +218,9 @@ def run_loso(manifest, cache_dir, out_dir, preset: str = "tiny", model: str = "f
     rows = manifest.rows[manifest.rows["label"].isin(classes)]
     usable = ok_rows(cache_dir, rows)
     rows = usable.rows.reset_index(drop=True)
-    if verbose and usable.n_dropped:
+    if spec.verbose and usable.n_dropped:
         print(f"note: {usable.n_dropped} clip(s) not usable in the cache are left out: {usable.reasons()}")
-    if verbose:   # every manifest row is accounted for: used, or dropped with its reason
+    if spec.verbose:   # every manifest row is accounted for: used, or dropped with its reason
         n_all, reasons = len(manifest.rows), usable.reasons()
         if n_all - len(usable.rows) - usable.n_dropped:
             reasons = {"label not in the protocol's classes": n_all - len(usable.rows) - usable.n_dropped, **reasons}
@@ -230,15 +228,15 @@ def run_loso(manifest, cache_dir, out_dir, preset: str = "tiny", model: str = "f
         print(f"manifest rows {n_all} = used {len(rows)} + dropped {n_all - len(rows)}" + (f" ({shown})" if shown else ""))
     if rows["subject_uid"].nunique() < 2:
         raise ValueError("LOSO needs clips of at least 2 subjects in the cache")
-    train = TrainConfig.from_preset(preset, **{**train_over, "selection": selection, "steps": steps,
-                                               "batch_size": batch_size})
-    fold_list = loso_folds(rows, seed, folds)
+    train = TrainConfig.from_preset(spec.preset, **{**train_over, "selection": spec.selection,
+                                                    "steps": spec.steps, "batch_size": spec.batch_size})
+    fold_list = loso_folds(rows, spec.seed, spec.folds)
     found = check_cache_files(cache_dir, rows)  # a corrupt clip file is named now, not mid-training
     data_shape = clip_shape(found["path"].iloc[0])
-    model_over = fit_to_data(model_over, preset, data_shape)
+    model_over = fit_to_data(model_over, spec.preset, data_shape)
     out_dir = Path(out_dir)
     config: dict[str, Any] = {
-        "fdpkit_version": __version__, "command": command,
+        "fdpkit_version": __version__, "command": spec.command,
         "manifest": {"path": manifest_path, "sha256": manifest.sha256, "protocol": manifest.protocol,
                      "classes": classes},
         "cache": {"dir": str(Path(cache_dir).resolve()), "n_usable": len(rows),
@@ -246,33 +244,34 @@ def run_loso(manifest, cache_dir, out_dir, preset: str = "tiny", model: str = "f
                   "clips_sha256": stable_hash(sorted(zip(found["clip_uid"],
                                                          found["path"].map(lambda p: Path(p).name))), 64)},
         "data_shape": {"frames": data_shape[0], "height": data_shape[1], "width": data_shape[2]},
-        "preset": preset, "model": model, "model_overrides": model_over,
-        "model_config": model_config(model, preset, len(classes), model_over),
-        "train": train.to_dict(), "selection": selection, "seed": seed, "shuffle_labels": shuffle_labels,
+        "preset": spec.preset, "model": spec.model, "model_overrides": model_over,
+        "model_config": model_config(spec.model, spec.preset, len(classes), model_over),
+        "train": train.to_dict(), "selection": spec.selection, "seed": spec.seed,
+        "shuffle_labels": spec.shuffle_labels,
         "folds": [f.subject_uid for f in fold_list], "fold_seeds": {f.subject_uid: f.seed for f in fold_list},
-        "executor": {"name": executor, "jobs": jobs, "ray_address": ray_address},
+        "executor": {"name": spec.executor, "jobs": spec.jobs, "ray_address": spec.ray_address},
     }
-    if selection == "test_best":
+    if spec.selection == "test_best":
         config["warning"] = OPTIMISTIC_WARNING
     config["fingerprint"] = run_fingerprint(config)
-    prepare_run_dir(out_dir, config, force)
+    prepare_run_dir(out_dir, config, spec.force)
 
     tasks = []
     for fold in fold_list:
         fold_dir = out_dir / "folds" / fold_dirname(fold.subject_uid)
         if (fold_dir / FOLD_METRICS).exists():
             continue
-        tasks.append(FoldTask(fold, rows, classes, str(cache_dir), preset, model, model_over,
-                              train.to_dict(), shuffle_labels, str(fold_dir),
-                              progress=progress and executor == "local" and jobs <= 1))
-    if verbose and len(tasks) < len(fold_list):
+        tasks.append(FoldTask(fold, rows, classes, str(cache_dir), spec.preset, spec.model, model_over,
+                              train.to_dict(), spec.shuffle_labels, str(fold_dir),
+                              progress=spec.progress and spec.executor == "local" and spec.jobs <= 1))
+    if spec.verbose and len(tasks) < len(fold_list):
         print(f"{len(fold_list) - len(tasks)} of {len(fold_list)} folds already finished in {out_dir}")
     started = time.perf_counter()
     summary = pooled_summary(out_dir, fold_list) if not tasks else None
     if summary is None:
-        _execute(tasks, classes, executor, jobs, ray_address, train.threads, progress)
+        _execute(tasks, classes, spec.executor, spec.jobs, spec.ray_address, train.threads, spec.progress)
         summary = pool_run(out_dir, config, fold_list)
-    if verbose:
+    if spec.verbose:
         print(format_summary(summary) + f"  ({time.perf_counter() - started:.0f} s)")
     return summary
 
@@ -282,7 +281,7 @@ def run_grid(manifest, cache_dir, out_dir, grid: list[tuple[str, dict]], **kwarg
 
     Overrides may also set the run arguments `model`, `preset`, `selection`, `seed`, `shuffle_labels`.
     """
-    from fdpkit.metrics import METRICS
+    from fdpkit.loso.metrics import METRICS
 
     rows = []
     for name, overrides in grid:
@@ -328,18 +327,19 @@ def run_cli(args) -> int:
     training diverged (the message names the fold and step), 7 on an I/O error such as a full disk
     (the message names the file; re-running the same command resumes)."""
     from fdpkit.data.manifest import ManifestError
-    from fdpkit.executors import auto_jobs
-    from fdpkit.train import TrainingDiverged
+    from fdpkit.loso.executors import auto_jobs
+    from fdpkit.train.loop import TrainingDiverged
 
     try:
         overrides = parse_sets(args.set)
         if getattr(args, "device", None):
             overrides["device"] = args.device
-        run_loso(args.manifest, args.cache, args.out, preset=args.preset, model=args.model,
-                 selection=args.selection, seed=args.seed, folds=args.folds, executor=args.executor,
-                 jobs=auto_jobs(args.jobs), overrides=overrides, shuffle_labels=args.shuffle_labels,
-                 force=args.force, steps=args.steps, batch_size=args.batch_size,
-                 ray_address=args.ray_address, command=_command(args))
+        spec = LosoSpec(preset=args.preset, model=args.model, selection=args.selection, seed=args.seed,
+                        folds=args.folds, overrides=overrides, shuffle_labels=args.shuffle_labels,
+                        steps=args.steps, batch_size=args.batch_size, executor=args.executor,
+                        jobs=auto_jobs(args.jobs), ray_address=args.ray_address, force=args.force,
+                        command=_command(args))
+        run_loso(args.manifest, args.cache, args.out, spec)
     except RunConfigMismatch as error:
         print(f"fdpkit loso: {error}", file=sys.stderr)
         return 5
@@ -355,6 +355,6 @@ def run_cli(args) -> int:
     return 0
 
 
-__all__ = ["run_loso", "run_grid", "run_fold", "run_cli", "FoldTask", "RunConfigMismatch",
+__all__ = ["LosoSpec", "run_loso", "run_grid", "run_fold", "run_cli", "FoldTask", "RunConfigMismatch",
            "parse_sets", "split_overrides", "pool_run", "format_summary", "read_predictions",
            "make_dataset"]

@@ -19,7 +19,7 @@ from fdpkit.errors import BadInput, EnvironmentFault
 def worker_init(threads: int) -> None:
     import torch
 
-    from fdpkit.allocator import tune_for_training
+    from fdpkit.loso.allocator import tune_for_training
 
     tune_for_training()
     if threads:

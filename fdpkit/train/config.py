@@ -1,7 +1,7 @@
 """Training configuration: `TrainConfig` (every training knob) and `TRAIN_PRESETS` (per-preset defaults).
 
-Plain data without torch, so checkpoints (`fdpkit.train_state`), the runner's config checks and the
-notebook parameter checks use it without importing the trainer; `fdpkit.train` re-exports it.
+Plain data without torch, so checkpoints (`fdpkit.train.checkpoint`), the runner's config checks and the
+notebook parameter checks use it without importing the trainer; `fdpkit.train.loop` re-exports it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fdpkit.errors import check_field_types
+from fdpkit.registry import PRESETS
 
 SELECTIONS = ("fixed_steps", "inner_val", "test_best")
 
@@ -42,7 +43,7 @@ class TrainConfig:
     log_every: int = 10  # steps between rewrites of train_log.csv (and host reads of the losses)
     device: str = "auto"  # auto: cuda when present, else cpu
     # auto: bf16 autocast on a GPU that supports it (fp16 + GradScaler on older GPUs), fp32 on a CPU.
-    # bf16 on a CPU without native bf16 (AVX512_BF16 / AMX) is refused (fdpkit.train.check_precision).
+    # bf16 on a CPU without native bf16 (AVX512_BF16 / AMX) is refused (fdpkit.train.loop.check_precision).
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     eval_batch_size: int = 64
     # torch intra-op threads per fold. Part of the fingerprint: on CPU the float results depend on
@@ -84,14 +85,8 @@ class TrainConfig:
         return cls(**values)
 
 
-# Per-preset training defaults: data, overridable by --steps / --batch-size / --set.
-TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {},  # the released code's values (the dataclass defaults)
-    "official": {},
-    # SynthME on 2 CPU cores. Measured (16-subject SynthME, folds 01-02, 300 steps): with the
-    # released di_weight=100 the tiny model's CE stays at ln(5) (the dynamic-image term swamps it);
-    # with di_weight 10 (or 0) and class-balanced sampling the CE falls.
-    "tiny": {"lr": 1e-3, "batch_size": 16, "steps": 300, "sampler": "balanced", "di_weight": 10.0},
-}
+# The training half of each preset in fdpkit.registry.PRESETS (its one place): data, overridable by
+# --steps / --batch-size / --set.
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {name: dict(p.train) for name, p in PRESETS.items()}
 
 __all__ = ["TrainConfig", "TRAIN_PRESETS", "SELECTIONS"]

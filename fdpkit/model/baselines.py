@@ -15,8 +15,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fdpkit.model.fdp import FDPOutput, as_model_input, build_model
+
 BASELINES = ("apex-frame", "difference")
-MODEL_KINDS = ("fdp",) + BASELINES
 
 
 class FrameBaseline(nn.Module):
@@ -32,15 +33,11 @@ class FrameBaseline(nn.Module):
         """(B, T, 1, H, W) -> the encoder's input (B, 1, H, W)."""
         if x.ndim != 5:
             raise ValueError(f"expected x of shape (B, T, C, H, W), got {tuple(x.shape)}")
-        from fdpkit.model.fdp import as_model_input
-
         x = as_model_input(x, self.head.weight.dtype)
         middle = x[:, x.shape[1] // 2]
         return middle if self.kind == "apex-frame" else middle - x[:, 0]
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
-        from fdpkit.model import FDPOutput
-
         features, attentions = self.encoder(self.select_frame(x), return_attention)
         logits = self.head(features)
         scores = x.new_zeros(x.shape[0], 1, x.shape[1])  # no rank scorer
@@ -52,22 +49,19 @@ class FrameBaseline(nn.Module):
 
 def build_baseline(kind: str, preset: str = "tiny", num_classes: int = 5, **overrides) -> FrameBaseline:
     """The baseline `kind` on the frame encoder of `build_model(preset, **overrides)`."""
-    from fdpkit.model import build_model
-
     overrides = {**overrides, "dynamic_image": False}
     fdp = build_model(preset, num_classes=num_classes, **overrides)
     return FrameBaseline(kind, fdp.encoder, fdp.cfg.feature_dim, num_classes, fdp.cfg)
 
 
-def build(kind: str = "fdp", preset: str = "tiny", num_classes: int = 5, **overrides) -> nn.Module:
-    """FDP or one of the baselines, by name (`fdp`, `apex-frame`, `difference`)."""
-    if kind == "fdp":
-        from fdpkit.model import build_model
-
-        return build_model(preset, num_classes=num_classes, **overrides)
-    if kind in BASELINES:
-        return build_baseline(kind, preset, num_classes, **overrides)
-    raise ValueError(f"model must be one of {MODEL_KINDS}, got {kind!r}")
+def build_apex_frame(preset: str = "tiny", num_classes: int = 5, **overrides) -> FrameBaseline:
+    """`apex-frame` in `fdpkit.registry.MODELS`."""
+    return build_baseline("apex-frame", preset, num_classes, **overrides)
 
 
-__all__ = ["BASELINES", "MODEL_KINDS", "FrameBaseline", "build_baseline", "build"]
+def build_difference(preset: str = "tiny", num_classes: int = 5, **overrides) -> FrameBaseline:
+    """`difference` in `fdpkit.registry.MODELS`."""
+    return build_baseline("difference", preset, num_classes, **overrides)
+
+
+__all__ = ["BASELINES", "FrameBaseline", "build_baseline", "build_apex_frame", "build_difference"]

@@ -31,14 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from fdpkit.errors import EXIT_BAD_INPUT
-from fdpkit.data import synthme_motion as motion
-from fdpkit.data.synthme_clips import (  # noqa: F401  (re-exported: the public API lives here)
+from fdpkit.synthme import motion as motion
+from fdpkit.synthme.clips import (  # noqa: F401  (re-exported: the public API lives here)
     AMPLITUDE_SPREAD, APEX_POSITION, BLINK_AMPLITUDE_PX, BLINK_HALF_WIDTH, BLINK_PROBABILITY,
     DEFAULT_AMPLITUDE_PX, DEFAULT_CLIPS_PER_SUBJECT, DEFAULT_SUBJECTS, DRIFT_AMPLITUDE_PX, FLICKER_AMPLITUDE,
     FLICKER_JITTER_SD, LEAD_FRAMES, MOVE_FRAMES, ClipSpec, _plan_clip, class_counts, clip_amplitude, clip_motion,
     expression_field, plan_corpus, region_mask, render_clip,
 )
-from fdpkit.data.synthme_faces import FRAME_SIZE, Subject, make_subject, render_frames  # noqa: F401
+from fdpkit.synthme.faces import FRAME_SIZE, Subject, make_subject, render_frames  # noqa: F401
 from fdpkit.io import read_json, sha256_bytes, sha256_file, write_bytes, write_json, write_text
 
 GENERATOR_VERSION = "1"
@@ -333,7 +333,7 @@ def _generate_into(root: Path, parameters: dict, workers: int | None, progress: 
     from fdpkit import __version__
 
     write_json(root / "synthme.json", {
-        "generator": "fdpkit.data.synthme", "generator_version": GENERATOR_VERSION, "fdpkit_version": __version__,
+        "generator": "fdpkit.synthme.corpus", "generator_version": GENERATOR_VERSION, "fdpkit_version": __version__,
         "parameters": parameters, "settings": _settings(), "library_versions": _library_versions(),
         "class_counts": counts, "n_subjects": len(subjects), "n_clips": len(specs), "n_frames": n_frames,
         "n_files": len(sums) + 2, "checksums_sha256": sha256_bytes(checksums.encode("utf-8")),

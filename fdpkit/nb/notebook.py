@@ -1,7 +1,7 @@
 """Glue for the notebooks: the work folder layout, data loading, LOSO runs and ablations.
 
 Every notebook's first cell (tagged ``parameters``) holds primitives; the next cell calls
-``check_parameters`` (`fdpkit.notebook_params`, re-exported here), which validates and completes
+``check_parameters`` (`fdpkit.nb.params`, re-exported here), which validates and completes
 them and scales a smoke run (``FDPKIT_SMOKE=1``) down for testing.
 
 Work folder layout (shared by all notebooks, so each reads what the previous one wrote):
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fdpkit.executors import auto_jobs
-from fdpkit.notebook_params import (ABLATIONS, DEFAULT_ABLATIONS, SMOKE_ABLATIONS, SMOKE_BANNER,  # noqa: F401
+from fdpkit.loso.executors import auto_jobs
+from fdpkit.nb.params import (ABLATIONS, DEFAULT_ABLATIONS, SMOKE_ABLATIONS, SMOKE_BANNER,  # noqa: F401
                                     SMOKE_LIMITS, ParameterError, Params, check_parameters, smoke_mode,
                                     text_progress_when_headless)
 from fdpkit.viz.records import (attribution_records, clip_records, comparison_table, fold_subjects,  # noqa: F401
@@ -88,7 +88,7 @@ def build_manifest(p: Params, quiet: bool = False):
 
 def preprocess(p: Params, manifest, frames: int | None = None, quiet: bool = False) -> pd.DataFrame:
     """manifest -> aligned cache under the work folder (strict unless the `lenient` parameter is set)."""
-    from fdpkit.data.cache import preprocess as run, summary_line
+    from fdpkit.data.preprocess.cache import preprocess as run, summary_line
 
     t = frames or p.get("frames", 8)
     folder = cache_dir(p.work_dir, None if frames is None else frames)
@@ -138,7 +138,7 @@ def manifest_tables(manifest) -> tuple[pd.DataFrame, pd.DataFrame]:
 def pick_folds(data: Data, max_folds: int = 0, fold: str = "") -> list[str] | None:
     """subject_uids to run: ``fold`` if given, else ``max_folds`` spread over the sorted subjects
     (0: all -> None)."""
-    from fdpkit.folds import resolve_subjects
+    from fdpkit.loso.folds import resolve_subjects
 
     if fold:
         try:
@@ -157,7 +157,7 @@ def run(p: Params, data: Data, name: str, model: str = "fdp", folds=None, overri
         cache: Data | None = None, quiet: bool = False) -> dict:
     """One LOSO run into ``work_dir/runs/<name>`` (finished folds are reused; a run made with
     other parameters is replaced, and the notebook says so). Returns the summary."""
-    from fdpkit.runner import RunConfigMismatch, run_loso
+    from fdpkit.loso.run import RunConfigMismatch, run_loso
 
     data = cache or data
     args = dict(preset=p.preset, model=model, seed=p.get("seed", 0), steps=p.get("steps") or None,
@@ -190,7 +190,7 @@ def reuse_folds(source, target, subjects=None) -> int:
     them. Returns the number of folds copied."""
     import shutil
 
-    from fdpkit.folds import fold_dirname
+    from fdpkit.loso.folds import fold_dirname
     from fdpkit.io import read_json
 
     source, target = Path(source), Path(target)
@@ -265,7 +265,7 @@ def ablation_grid(names, include_official: bool = False, quiet: bool = False,
     import torch
 
     from fdpkit.model import make_config
-    from fdpkit.train_config import TrainConfig
+    from fdpkit.train.config import TrainConfig
 
     if not quiet:
         model, train = make_config(preset), TrainConfig.from_preset(preset)

@@ -10,16 +10,40 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
 from fdpkit.io import read_json, write_json
-from fdpkit.run_outputs import PREDICTIONS, RESULTS, SUMMARY
-from fdpkit.train_config import TrainConfig
+from fdpkit.loso.outputs import PREDICTIONS, RESULTS, SUMMARY
+from fdpkit.train.config import TrainConfig
+from fdpkit.registry import MODELS, choices
 
 CONFIG = "config.json"
 RUN_KEYS = ("model", "preset", "selection", "seed", "shuffle_labels")  # grid keys that are run args
+
+
+@dataclass(frozen=True)
+class LosoSpec:
+    """What a LOSO run trains (the first group changes results) and how it runs (the second does not)."""
+
+    preset: str = "tiny"                  # fdpkit.registry.PRESETS
+    model: str = "fdp"                    # fdpkit.registry.MODELS
+    selection: str = "fixed_steps"        # fixed_steps | inner_val | test_best (opt-in, optimistic)
+    seed: int = 0
+    folds: Any = None                     # subject ids (list or "01,02"); None: all
+    overrides: dict | None = None         # TrainConfig / FDPConfig fields (`--set`)
+    shuffle_labels: bool = False          # permutation control: labels shuffled within each fold
+    steps: int | None = None              # None: the preset's
+    batch_size: int | None = None         # None: the preset's
+    executor: str = "local"               # local | ray
+    jobs: int = 1                         # local fold processes
+    ray_address: str | None = None
+    force: bool = False                   # discard a RUN_DIR made with another config
+    progress: bool = True
+    verbose: bool = True
+    command: str | None = None            # the command line recorded in config.json
 
 
 class RunConfigMismatch(RuntimeError):
@@ -70,19 +94,18 @@ def split_overrides(overrides: dict[str, Any] | None) -> tuple[dict, dict, dict]
 # ------------------------------------------------------------------------------- model config
 def model_config(model: str, preset: str, num_classes: int, overrides: dict) -> dict:
     """The resolved model configuration (validates the overrides without building the model)."""
-    from fdpkit.baselines import MODEL_KINDS
     from fdpkit.model import make_config
 
-    if model not in MODEL_KINDS:
-        raise ValueError(f"model must be one of {MODEL_KINDS}, got {model!r}")
-    extra = {"dynamic_image": False} if model != "fdp" else {}
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {choices(MODELS)}, got {model!r}")
+    extra = {} if MODELS[model].dynamic_image else {"dynamic_image": False}
     cfg = make_config(preset, **{**overrides, **extra, "num_classes": num_classes})
     return json.loads(json.dumps(cfg.to_dict()))
 
 
 def clip_shape(path) -> tuple[int, int, int]:
     """(T, H, W) of a cached clip (all clips of a cache share it)."""
-    from fdpkit.data.cache import load_clip
+    from fdpkit.data.preprocess.cache import load_clip
 
     return tuple(int(v) for v in load_clip(path)["frames"].shape)
 
@@ -165,5 +188,5 @@ def merge_folds(old: dict, new: dict) -> dict:
     return {**old, "folds": sorted(folds), "fold_seeds": {**old.get("fold_seeds", {}), **new["fold_seeds"]}}
 
 
-__all__ = ["CONFIG", "RUN_KEYS", "RunConfigMismatch", "parse_value", "parse_sets", "split_overrides",
+__all__ = ["LosoSpec", "CONFIG", "RUN_KEYS", "RunConfigMismatch", "parse_value", "parse_sets", "split_overrides",
            "model_config", "clip_shape", "fit_to_data", "run_fingerprint", "prepare_run_dir", "merge_folds"]

@@ -348,7 +348,7 @@ def region_scores(maps, region, face) -> dict[str, float]:
 
 
 def explain_records(model, records: list[dict], methods, ig_steps: int = 32, **extra) -> list[dict]:
-    """Add to each clip record (`fdpkit.notebook.clip_records`, with the model's prediction):
+    """Add to each clip record (`fdpkit.nb.notebook.clip_records`, with the model's prediction):
     ``maps`` {method: (T, H, W)}, ``mass`` {method: (T,)}, ``rank`` (K, T) and ``rank_frames``
     (T,) (the predicted logit attributed to the rank scorer; None for a model without one) and
     ``attention`` (T, H, W) (GRA roll-out; None without GRA blocks). All for the predicted class."""

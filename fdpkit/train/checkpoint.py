@@ -1,4 +1,4 @@
-"""Fold checkpoints and global RNG state, for `fdpkit.train`'s exact resume.
+"""Fold checkpoints and global RNG state, for `fdpkit.train.loop`'s exact resume.
 
 A checkpoint (``checkpoint.pt``) holds the model, optimiser, AMP scaler, step, every global RNG
 state, the log rows, the best-so-far weights and the config, all as tensors and plain types, so it
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from fdpkit.io import load_torch, write_torch
-from fdpkit.train_config import TrainConfig
+from fdpkit.train.config import TrainConfig
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 1

@@ -1,5 +1,5 @@
 """The benchmark cases. Each case function takes a params dict and returns a list of records; it
-runs in a fresh process (`fdpkit.bench.harness.run_case`), so its peak RSS is its own.
+runs in a fresh process (`fdpkit_bench.harness.run_case`), so its peak RSS is its own.
 
 * `matmul_case`: dense matmul peak of this machine, fp32 and bf16, in one process.
 * `train_step_case`: one optimiser step (forward, loss, backward, Adam) of one (preset, batch);
@@ -12,7 +12,7 @@ runs in a fresh process (`fdpkit.bench.harness.run_case`), so its peak RSS is it
 * `loso_case`: wall time of a SynthME LOSO run with the tiny preset.
 
 The modes (reference, batched, bf16 and their "+options") and the switches between them are in
-`fdpkit.bench.modes`; the names the fast-path tests use are re-exported here.
+`fdpkit_bench.modes`; the names the fast-path tests use are re-exported here.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from typing import Any, Callable
 
 import torch
 
-from fdpkit.bench.harness import (
+from fdpkit_bench.harness import (
     make_record, matmul_peak, release_free_memory, speedup, time_interleaved,
 )
-from fdpkit.bench.modes import (  # noqa: F401 - MODES and the set_* / *_targets switches re-exported
+from fdpkit_bench.modes import (  # noqa: F401 - MODES and the set_* / *_targets switches re-exported
     FORWARD_MODES, MODES, REFERENCE, TRAIN_MODES, ModeSwitch, checkpoint_targets, mode_label,
     mode_settings, set_channels_last, set_small_map_conv, small_map_targets, train_modes,
 )
@@ -225,7 +225,7 @@ def _log(params):
 # ---------------------------------------------------------------------------- data-side cases
 def _synthme(root: Path, subjects: int, clips: int):
     from fdpkit.data.adapters import build_manifest
-    from fdpkit.data.synthme import generate_synthme
+    from fdpkit.synthme.corpus import generate_synthme
 
     generate_synthme(root, subjects=subjects, clips_per_subject=clips, seed=0)
     manifest, _, _ = build_manifest("synthme", root)
@@ -235,7 +235,7 @@ def _synthme(root: Path, subjects: int, clips: int):
 def preprocess_case(params: dict[str, Any]) -> list[dict[str, Any]]:
     """clips/s of preprocess(align="once") vs "per-frame" on a small SynthME (a fresh cache folder
     per call, so nothing is reused); interleaved like the model cases."""
-    from fdpkit.data.cache import preprocess
+    from fdpkit.data.preprocess.cache import preprocess
 
     subjects, clips = int(params.get("subjects", 2)), int(params.get("clips_per_subject", 3))
     warmup, repeats = int(params.get("warmup", 1)), int(params.get("repeats", 3))
@@ -282,9 +282,9 @@ def preprocess_case(params: dict[str, Any]) -> list[dict[str, Any]]:
 
 def loso_case(params: dict[str, Any]) -> list[dict[str, Any]]:
     """Wall time of one SynthME LOSO run with the tiny preset (SynthME + cache untimed)."""
-    from fdpkit.bench.harness import PeakRSS
-    from fdpkit.data.cache import preprocess
-    from fdpkit.runner import run_loso
+    from fdpkit_bench.harness import PeakRSS
+    from fdpkit.data.preprocess.cache import preprocess
+    from fdpkit.loso.run import run_loso
 
     subjects, clips = int(params.get("subjects", 3)), int(params.get("clips_per_subject", 4))
     steps, jobs = params.get("steps"), int(params.get("jobs", 1))
@@ -370,7 +370,7 @@ def _plan(only, presets, batch_sizes, quick) -> list[dict[str, Any]]:
         raise ValueError(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
     presets = list(presets or (("tiny",) if quick else DEFAULT_PRESETS))
     warm, reps = (1, 2) if quick else (1, 3)
-    mod = "fdpkit.bench.cases"
+    mod = "fdpkit_bench.cases"
     jobs = [{"fn": f"{mod}:matmul_case", "label": "matmul peak fp32 + bf16",
              "params": {"case": "matmul", "n": 1024 if quick else 4096,
                         "repeats": 3 if quick else 5, "min_seconds": 0 if quick else 2.0}}]

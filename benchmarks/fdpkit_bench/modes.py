@@ -1,6 +1,6 @@
 """Execution modes of the model benchmarks, and the switches that put one shared model (and its
 optimiser) into a mode between timed calls, so that every mode runs on the same weights. Used by
-`fdpkit.bench.cases` and by tests/test_fast_paths.py, which checks each fast path against the
+`fdpkit_bench.cases` and by tests/test_fast_paths.py, which checks each fast path against the
 reference.
 
 Modes (`mode_settings(name)`; a name is a base plus "+options"):
