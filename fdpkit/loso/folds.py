@@ -1,4 +1,5 @@
-"""LOSO folds: one fold per subject, composite protocols included, per-fold seeds, inner validation.
+"""LOSO folds: one fold per subject, composite protocols included, per-fold seeds, inner validation;
+and the cross-dataset protocol (one fold per held-out corpus, MEGC 2019's holdout-database evaluation).
 
 A fold is keyed by `subject_uid` (`<dataset>/<subject>`), so subjects of different corpora in a
 composite protocol never merge. Everything here is a pure function of its inputs: the folds, the
@@ -14,9 +15,12 @@ import numpy as np
 import pandas as pd
 
 
+HOLDOUTS = ("subject", "dataset")  # what a fold holds out: LOSO, or cross-dataset
+
+
 @dataclass(frozen=True)
 class Fold:
-    subject_uid: str  # the held-out subject
+    subject_uid: str  # the held-out key: a subject_uid (LOSO) or a dataset name (cross-dataset)
     seed: int  # the fold's seed, derived from (base seed, subject_uid)
     test_index: tuple[int, ...]  # row positions (in the rows given to `loso_folds`) of the test clips
     train_index: tuple[int, ...]  # row positions of every other subject's clips
@@ -97,6 +101,30 @@ def loso_folds(rows: pd.DataFrame, base_seed: int = 0, only: str | list[str] | N
     return folds
 
 
+def dataset_folds(rows: pd.DataFrame, base_seed: int = 0, only: str | list[str] | None = None) -> list[Fold]:
+    """Cross-dataset: one fold per corpus (``dataset``), trained on every other corpus in `rows` and
+    tested on all of the held-out corpus's clips; sorted by dataset. Needs at least 2 corpora."""
+    names = rows["dataset"].astype(str).to_numpy()
+    present = sorted(set(names))
+    if len(present) < 2:
+        raise ValueError(f"the cross-dataset protocol needs clips of at least 2 datasets; the manifest has {present}")
+    wanted = present if only is None else [w.strip() for w in (only.split(",") if isinstance(only, str) else only)
+                                           if str(w).strip()]
+    unknown = [w for w in wanted if w not in present]
+    if unknown:
+        raise ValueError(f"no clips for dataset(s) {unknown}; datasets are {present}")
+    return [Fold(name, fold_seed(base_seed, name), tuple(int(i) for i in np.flatnonzero(names == name)),
+                 tuple(int(i) for i in np.flatnonzero(names != name))) for name in sorted(set(wanted))]
+
+
+def make_folds(rows: pd.DataFrame, holdout: str = "subject", base_seed: int = 0,
+               only: str | list[str] | None = None) -> list[Fold]:
+    """The folds of a protocol: ``holdout="subject"`` (LOSO) or ``"dataset"`` (cross-dataset)."""
+    if holdout not in HOLDOUTS:
+        raise ValueError(f"holdout must be one of {HOLDOUTS}, got {holdout!r}")
+    return loso_folds(rows, base_seed, only) if holdout == "subject" else dataset_folds(rows, base_seed, only)
+
+
 def inner_val_split(train_rows: pd.DataFrame, seed: int, fraction: float = 0.2,
                     min_subjects: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Split a fold's *training* rows by subject: (fit positions, inner-validation positions).
@@ -122,5 +150,5 @@ def shuffled_labels(labels: np.ndarray, seed: int) -> np.ndarray:
     return labels[rng.permutation(len(labels))]
 
 
-__all__ = ["Fold", "fold_dirname", "derive_seed", "fold_seed", "subjects", "resolve_subjects",
+__all__ = ["HOLDOUTS", "dataset_folds", "make_folds", "Fold", "fold_dirname", "derive_seed", "fold_seed", "subjects", "resolve_subjects",
            "loso_folds", "inner_val_split", "shuffled_labels"]
