@@ -77,6 +77,7 @@ def pool_run(out_dir: Path, config: dict, fold_list: list[Fold]) -> dict[str, An
         "selection": selection, "preset": config["preset"], "model": config["model"],
         "protocol": config["manifest"]["protocol"], "manifest_sha256": config["manifest"]["sha256"],
         "seeds": {"base": config["seed"], "folds": config["fold_seeds"]},
+        "holdout": config.get("holdout", "subject"),
         "shuffle_labels": config["shuffle_labels"], "train": TrainConfig(**config["train"]).fingerprint(),
         "model_overrides": config["model_overrides"], "fdpkit_version": config["fdpkit_version"],
     }
@@ -86,12 +87,15 @@ def pool_run(out_dir: Path, config: dict, fold_list: list[Fold]) -> dict[str, An
         meta["warning"] = OPTIMISTIC_WARNING
     summary = {**meta, **summary, "constant_predictor": constant_predictor_folds(predictions)}
     table = per_subject_table(predictions, classes)
-    info = pd.DataFrame([{"subject_uid": m["subject_uid"], "fold_seed": m["fold_seed"],
+    info = pd.DataFrame([{"fold": m["subject_uid"], "fold_seed": m["fold_seed"],
                           "selected_step": m["selected_step"], "n_train": m["n_train"],
                           "n_inner_val": m["n_inner_val"]} for m in fold_rows])
     table.insert(0, "subject_uid", table["dataset"].astype(str) + "/" + table["subject"].astype(str)
                  if "dataset" in table else table["subject"])
-    table = table.merge(info, on="subject_uid", how="left")
+    # a subject's fold: itself under LOSO, its corpus under the cross-dataset protocol
+    fold_of = predictions.drop_duplicates("subject_uid").set_index("subject_uid")["fold"]
+    table["fold"] = table["subject_uid"].map(fold_of)
+    table = table.merge(info, on="fold", how="left").drop(columns="fold")
     table["selection"] = selection
     if selection == "test_best":
         table["warning"] = OPTIMISTIC_WARNING
@@ -120,6 +124,10 @@ def format_summary(summary: dict) -> str:
             f"UAR {p['uar']:.3f} [{ci['uar'][0]:.3f}, {ci['uar'][1]:.3f}]  "
             f"accuracy {p['accuracy']:.3f}  ({summary['n']} clips, {summary['n_subjects']} subjects)  "
             f"selection: {summary['selection']}")
+    for name, d in (summary.get("per_dataset") or {}).items():   # composite / cross-dataset runs
+        text += (f"\n  {name}: UF1 {d['uf1']:.3f} [{d['ci']['uf1'][0]:.3f}, {d['ci']['uf1'][1]:.3f}]  "
+                 f"UAR {d['uar']:.3f} [{d['ci']['uar'][0]:.3f}, {d['ci']['uar'][1]:.3f}]  "
+                 f"({d['n']} clips, {d['n_subjects']} subjects)")
     if summary.get("warning"):
         text += f"\nWARNING: {summary['warning']}"
     constant = constant_predictor_warning(summary)
