@@ -68,6 +68,9 @@ def _add_loso(p):
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--selection", choices=("fixed_steps", "inner_val", "test_best"), default="fixed_steps")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--holdout", choices=("subject", "dataset"), default="subject",
+                   help="subject: leave-one-subject-out; dataset: cross-dataset (train on the other corpora, "
+                        "test on the held-out one); --folds then names datasets")
     p.add_argument("--folds", default=None, help="comma-separated subject ids (default: all)")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
     p.add_argument("--jobs", type=int, default=0,

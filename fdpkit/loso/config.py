@@ -21,7 +21,7 @@ from fdpkit.train.config import TrainConfig
 from fdpkit.registry import MODELS, choices
 
 CONFIG = "config.json"
-RUN_KEYS = ("model", "preset", "selection", "seed", "shuffle_labels")  # grid keys that are run args
+RUN_KEYS = ("model", "preset", "selection", "seed", "shuffle_labels", "holdout")  # grid keys that are run args
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class LosoSpec:
     folds: Any = None                     # subject ids (list or "01,02"); None: all
     overrides: dict | None = None         # TrainConfig / FDPConfig fields (`--set`)
     shuffle_labels: bool = False          # permutation control: labels shuffled within each fold
+    holdout: str = "subject"              # subject: LOSO | dataset: cross-dataset (train on the other corpora)
     steps: int | None = None              # None: the preset's
     batch_size: int | None = None         # None: the preset's
     executor: str = "local"               # local | ray
@@ -136,6 +137,8 @@ def run_fingerprint(config: dict) -> dict:
         "preset": config["preset"], "model": config["model"], "model_config": config["model_config"],
         "train": TrainConfig(**config["train"]).fingerprint(), "selection": config["selection"],
         "seed": config["seed"], "shuffle_labels": config["shuffle_labels"],
+        # only when not LOSO, so run folders made before the cross-dataset protocol existed still resume
+        **({"holdout": config["holdout"]} if config.get("holdout", "subject") != "subject" else {}),
     }
 
 

@@ -37,7 +37,7 @@ import pandas as pd
 from fdpkit import __version__
 from fdpkit.data.dataset import ok_rows
 from fdpkit.data.preprocess.cache import check_cache_files
-from fdpkit.loso.folds import Fold, fold_dirname, inner_val_split, loso_folds, shuffled_labels
+from fdpkit.loso.folds import Fold, fold_dirname, inner_val_split, make_folds, shuffled_labels
 from fdpkit.io import stable_hash, write_csv
 from fdpkit.loso.executors import run_tasks
 from fdpkit.loso.config import (RUN_KEYS, LosoSpec, RunConfigMismatch, clip_shape, fit_to_data, model_config,
@@ -230,7 +230,7 @@ def run_loso(manifest, cache_dir, out_dir, spec: LosoSpec | None = None, **field
         raise ValueError("LOSO needs clips of at least 2 subjects in the cache")
     train = TrainConfig.from_preset(spec.preset, **{**train_over, "selection": spec.selection,
                                                     "steps": spec.steps, "batch_size": spec.batch_size})
-    fold_list = loso_folds(rows, spec.seed, spec.folds)
+    fold_list = make_folds(rows, spec.holdout, spec.seed, spec.folds)
     found = check_cache_files(cache_dir, rows)  # a corrupt clip file is named now, not mid-training
     data_shape = clip_shape(found["path"].iloc[0])
     model_over = fit_to_data(model_over, spec.preset, data_shape)
@@ -247,7 +247,7 @@ def run_loso(manifest, cache_dir, out_dir, spec: LosoSpec | None = None, **field
         "preset": spec.preset, "model": spec.model, "model_overrides": model_over,
         "model_config": model_config(spec.model, spec.preset, len(classes), model_over),
         "train": train.to_dict(), "selection": spec.selection, "seed": spec.seed,
-        "shuffle_labels": spec.shuffle_labels,
+        "shuffle_labels": spec.shuffle_labels, "holdout": spec.holdout,
         "folds": [f.subject_uid for f in fold_list], "fold_seeds": {f.subject_uid: f.seed for f in fold_list},
         "executor": {"name": spec.executor, "jobs": spec.jobs, "ray_address": spec.ray_address},
     }
@@ -336,6 +336,7 @@ def run_cli(args) -> int:
             overrides["device"] = args.device
         spec = LosoSpec(preset=args.preset, model=args.model, selection=args.selection, seed=args.seed,
                         folds=args.folds, overrides=overrides, shuffle_labels=args.shuffle_labels,
+                        holdout=args.holdout,
                         steps=args.steps, batch_size=args.batch_size, executor=args.executor,
                         jobs=auto_jobs(args.jobs), ray_address=args.ray_address, force=args.force,
                         command=_command(args))
