@@ -15,7 +15,9 @@ from sklearn.metrics import accuracy_score, f1_score, recall_score
 from fdpkit.loso import compare
 from fdpkit.errors import BadInput
 from fdpkit.io import write_csv, write_json
-from fdpkit.loso.metrics import subject_draws, summarize
+from fdpkit.loso.metrics import group_confusions
+from fdpkit.loso.summary import summarize_predictions
+from test_bootstrap import documented_draws
 
 CLASSES = ["neg", "pos"]
 
@@ -40,7 +42,7 @@ def write_run(folder, table: pd.DataFrame, classes=CLASSES, model="fdp", preset=
     folds = sorted(set(table["subject_uid"]))
     summary = {"selection": "fixed_steps", "preset": preset, "model": model, "protocol": "test",
                "manifest_sha256": "ab" * 32, "seeds": {"base": 0, "folds": {f: 1 for f in folds}},
-               "shuffle_labels": False, **meta, **summarize(table, classes, n_boot=50)}
+               "shuffle_labels": False, **meta, **summarize_predictions(table, classes, n_boot=50)}
     folder.mkdir(parents=True, exist_ok=True)
     write_csv(folder / "predictions.csv", table)
     write_json(folder / "summary.json", summary)
@@ -144,14 +146,16 @@ def test_pooled_difference_matches_sklearn(tmp_path):
 
 
 def test_bootstrap_uses_the_same_subject_draws_for_both_runs(tmp_path):
-    """Replicate r, rebuilt by hand from subject_draws(G, n_boot, seed)[r] (subjects sorted) and scored
-    with sklearn on both runs' resampled clips, equals bootstrap_difference's replicate r."""
+    """Replicate r, rebuilt by hand from the documented draw r (subjects sorted) and scored with sklearn
+    on both runs' resampled clips, equals bootstrap_difference's replicate r."""
     a, b, ta, tb, classes = random_pair(tmp_path, seed=4)
     pa = compare.load_run(a)[0]
     pb = compare.load_run(b)[0].set_index("clip_uid").loc[pa["clip_uid"]].reset_index()
-    boot = compare.bootstrap_difference(pa, pb, classes, n_boot=40, seed=11)
+    cms_a = group_confusions(pa, classes, "subject", "dataset")[0]
+    cms_b = group_confusions(pb, classes, "subject", "dataset")[0]
+    boot, ci = compare.bootstrap_difference(cms_a, cms_b, n_boot=40, seed=11, level=0.9)
     subjects = sorted(set(pa["subject"]))
-    for r, draw in enumerate(subject_draws(len(subjects), 40, 11)):
+    for r, draw in enumerate(documented_draws(len(subjects), 40, 11)):
         pick = [subjects[i] for i in draw]
         ra = pd.concat([pa[pa["subject"] == s] for s in pick])
         rb = pd.concat([pb[pb["subject"] == s] for s in pick])
@@ -159,7 +163,8 @@ def test_bootstrap_uses_the_same_subject_draws_for_both_runs(tmp_path):
         for k in compare.COMPARED:
             assert boot[k][r] == pytest.approx(skb[k] - ska[k], abs=1e-12)
     result = compare.compare_runs(a, b, n_boot=40, seed=11, level=0.9)
-    assert result["difference"]["uf1"]["ci"] == pytest.approx(list(np.quantile(boot["uf1"], [0.05, 0.95])))
+    assert result["difference"]["uf1"]["ci"] == ci["uf1"]
+    assert ci["uf1"] == pytest.approx(list(np.quantile(boot["uf1"], [0.05, 0.95])), abs=1e-12)
 
 
 def test_exact_permutation_matches_brute_force_swaps(tmp_path):

@@ -1,10 +1,10 @@
-"""Tests for fdpkit.loso.metrics: checked against scikit-learn and hand-computed cases."""
+"""Tests for fdpkit.loso.metrics and fdpkit.loso.summary: checked against scikit-learn and hand-computed
+cases (the bootstrap intervals: tests/test_bootstrap.py)."""
 
 from __future__ import annotations
 
 import itertools
 import json
-import time
 
 import numpy as np
 import pandas as pd
@@ -13,6 +13,7 @@ from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score,
                              precision_recall_fscore_support, recall_score)
 
 from fdpkit.loso import metrics as M
+from fdpkit.loso.summary import summarize_predictions
 
 CLASSES5 = ["negative", "positive", "surprise", "others", "fear"]
 
@@ -158,7 +159,7 @@ def test_per_fold_differs_from_pooled_and_is_labelled():
     df = pd.DataFrame({
         "subject": ["A", "B", "B", "B"], "clip": ["1", "1", "2", "3"],
         "label": ["a", "a", "b", "a"], "pred": ["b", "a", "b", "a"]})
-    s = M.summarize(df, ["a", "b"], n_boot=50)
+    s = summarize_predictions(df, ["a", "b"], n_boot=50)
     assert s["pooled"]["accuracy"] == pytest.approx(0.75)
     assert s["per_fold"]["per_fold_mean"]["accuracy"] == pytest.approx(0.5)
     assert s["per_fold"]["per_fold_sd"]["accuracy"] == pytest.approx(np.std([0, 1], ddof=1))
@@ -168,73 +169,12 @@ def test_per_fold_differs_from_pooled_and_is_labelled():
     assert one["n_folds"] == 1 and one["per_fold_sd"]["accuracy"] is None
 
 
-# ------------------------------------------------------------------ bootstrap
-def test_bootstrap_replicates_equal_naive_recomputation():
-    df = _df(9, 5, CLASSES5, 0.6, seed=11)
-    samples = M.bootstrap_samples(df, CLASSES5, n_boot=10, seed=5)
-    draws = M.subject_draws(9, 10, 5)
-    subjects = sorted(df.subject.unique())
-    for b in range(10):
-        parts = [df[df.subject == subjects[i]] for i in draws[b]]
-        res = pd.concat(parts)
-        ref = _sk(res.label.tolist(), res.pred.tolist(), CLASSES5)
-        for k in M.METRICS:
-            assert samples[k][b] == pytest.approx(ref[k], abs=1e-12)
-
-
-def test_bootstrap_deterministic_seeded_and_contains_point():
-    df = _df(20, 8, CLASSES5, 0.6, seed=1)
-    a = M.bootstrap_ci(df, CLASSES5, n_boot=300, seed=0)
-    b = M.bootstrap_ci(df.sample(frac=1, random_state=0), CLASSES5, n_boot=300, seed=0)
-    c = M.bootstrap_ci(df, CLASSES5, n_boot=300, seed=1)
-    assert a == b  # deterministic, independent of row order
-    assert a != c
-    point = M.pooled_metrics(df.label, df.pred, CLASSES5)
-    for k in M.METRICS:
-        lo, hi = a[k]
-        assert lo < point[k] < hi, k
-    narrow = M.bootstrap_ci(df, CLASSES5, ["accuracy"], n_boot=300, seed=0, level=0.5)
-    assert a["accuracy"][0] < narrow["accuracy"][0] < narrow["accuracy"][1] < a["accuracy"][1]
-
-
-def test_bootstrap_width_shrinks_with_more_subjects():
-    small = _df(8, 6, CLASSES5, 0.6, seed=2)
-    big = _df(128, 6, CLASSES5, 0.6, seed=2)
-    for k in M.METRICS:
-        ws = np.diff(M.bootstrap_ci(small, CLASSES5, [k], n_boot=400)[k])[0]
-        wb = np.diff(M.bootstrap_ci(big, CLASSES5, [k], n_boot=400)[k])[0]
-        assert wb < 0.6 * ws, k
-
-
-def test_bootstrap_single_subject_degenerate():
-    df = _df(1, 6, CLASSES5, 0.5, seed=4)
-    ci = M.bootstrap_ci(df, CLASSES5, n_boot=100)
-    point = M.pooled_metrics(df.label, df.pred, CLASSES5)
-    for k in M.METRICS:
-        assert ci[k] == pytest.approx((point[k], point[k]))
-    s = M.summarize(df, CLASSES5, n_boot=100)
-    json.dumps(s, allow_nan=False)
-    assert s["n_subjects"] == 1 and s["per_fold"]["per_fold_sd"]["uf1"] is None
-
-
-def test_bootstrap_speed():
-    df = _df(26, 8, CLASSES5, 0.6, seed=0)  # ~200 predictions
-    t = time.perf_counter()
-    M.bootstrap_ci(df, CLASSES5, n_boot=1000, seed=0)
-    assert time.perf_counter() - t < 2.0
-
-
-def test_bootstrap_unknown_metric():
-    with pytest.raises(ValueError):
-        M.bootstrap_ci(_df(3, 3, CLASSES5, 0.5, 0), CLASSES5, ["auc"])
-
-
 # ------------------------------------------------------------------ summary / composite
 def test_summarize_composite_per_dataset_equals_subset():
     a = _df(10, 6, CLASSES5, 0.7, seed=7, dataset="casme2")
     b = _df(6, 5, CLASSES5, 0.4, seed=8, dataset="samm")  # same subject ids s000.. as casme2
     df = pd.concat([a, b], ignore_index=True)
-    s = M.summarize(df, CLASSES5, n_boot=200, seed=3)
+    s = summarize_predictions(df, CLASSES5, n_boot=200, seed=3)
     json.dumps(s, allow_nan=False)
     assert s["n"] == len(df) and s["n_subjects"] == 16  # (dataset, subject) is the unit
     assert s["per_fold"]["n_folds"] == 16
@@ -245,7 +185,7 @@ def test_summarize_composite_per_dataset_equals_subset():
     assert set(s["per_dataset"]) == {"casme2", "samm"}
     for name, sub in (("casme2", a), ("samm", b)):
         d = s["per_dataset"][name]
-        alone = M.summarize(sub, CLASSES5, n_boot=200, seed=3)
+        alone = summarize_predictions(sub, CLASSES5, n_boot=200, seed=3)
         assert "per_dataset" not in alone
         assert d["n"] == len(sub) and d["n_subjects"] == sub.subject.nunique()
         for k in M.METRICS:
@@ -258,15 +198,15 @@ def test_summarize_composite_per_dataset_equals_subset():
 
 def test_summarize_blocks():
     df = _df(5, 4, CLASSES5, 0.5, seed=9)
-    s = M.summarize(df, CLASSES5, n_boot=100, seed=0)
+    s = summarize_predictions(df, CLASSES5, n_boot=100, seed=0)
     for key in ("pooled", "ci", "per_class", "confusion", "per_fold", "chance"):
         assert key in s
     assert list(s["per_class"]) == CLASSES5
     assert len(s["per_fold"]["table"]) == 5
     assert s["ci"]["seed"] == 0 and s["ci"]["n_boot"] == 100
-    assert s == M.summarize(df, CLASSES5, n_boot=100, seed=0)
+    assert s == summarize_predictions(df, CLASSES5, n_boot=100, seed=0)
     with pytest.raises(KeyError):
-        M.summarize(df.drop(columns="pred"), CLASSES5)
+        summarize_predictions(df.drop(columns="pred"), CLASSES5)
 
 
 # ------------------------------------------------------------------ chance

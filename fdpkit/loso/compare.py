@@ -1,37 +1,21 @@
 """Paired comparison of two LOSO runs on the same folds (`fdpkit compare RUN_A RUN_B [RUN_C ...]`).
 
 Run A is the reference; every other run B is compared with it, clip by clip (paired by
-``clip_uid``). The unit of every resampling is the *subject* (the pair (dataset, subject) when the
-predictions carry a ``dataset`` column, as in `fdpkit.loso.metrics`), because the clips of one subject
-are not independent and one LOSO fold is one subject. Metrics are the *pooled* ones of
-`fdpkit.loso.metrics` (docs/metrics.md): UF1, UAR and accuracy over all clips of all folds.
+``clip_uid``), on the *pooled* UF1, UAR and accuracy of `fdpkit.loso.metrics`. The definitions are
+in docs/metrics.md ("Paired comparison of two runs"); in short, with the subject (the pair (dataset,
+subject) with a ``dataset`` column) as the unit of every resampling:
 
-Definitions, for a metric M in {UF1, UAR, accuracy} and G subjects:
+* **difference** ``d = M(B) - M(A)`` on the pooled predictions (positive: B is better);
+* **bootstrap interval** of d: `fdpkit.loso.bootstrap.subject_bootstrap` with both runs pooled over
+  the *same* drawn subjects in each replicate, ``d_r = M(B_r) - M(A_r)``, percentile interval;
+* **sign-flip permutation p-value** (two-sided): A's and B's predictions swapped for all clips of a
+  subset S of subjects, the pooled difference ``d_S`` recomputed; exact over all 2^G subsets when
+  ``2^G <= n_perm`` (p = #{|d_S| >= |d|} / 2^G), else Monte Carlo with the +1 correction
+  (p = (1 + #{|d_S| >= |d|}) / (n_perm + 1)); ties within 1e-12 count.
 
-* **difference**: ``d = M(B) - M(A)`` on the pooled predictions (positive: B is better).
-* **bootstrap interval** of d: replicate r draws G subjects with replacement,
-  ``fdpkit.loso.metrics.subject_draws(G, n_boot, seed)[r]`` (subjects in sorted order), and pools the
-  clips of the drawn subjects for A and, with the *same* draw, for B; ``d_r = M(B_r) - M(A_r)``.
-  The interval is the percentile interval (``level``, default 95%) of ``d_1..d_n_boot``. It is
-  computed with `fdpkit.loso.metrics.bootstrap_samples`, called once per run with the same seed: its
-  draws depend only on (G, n_boot, seed), and both runs have the same sorted subjects (refused
-  otherwise), so replicate r resamples the same subjects in both runs.
-* **sign-flip permutation p-value** (two-sided): under the null hypothesis that A and B are
-  exchangeable within each subject, swapping A's and B's predictions for all clips of any subset
-  S of subjects is as likely as the observed assignment. For a flip S, ``A_S`` takes B's
-  predictions on the subjects in S and A's elsewhere, ``B_S`` the opposite, and
-  ``d_S = M(B_S) - M(A_S)`` (the pooled metric recomputed; d_{} = d, d_{all} = -d).
-  ``p = #{S : |d_S| >= |d|} / 2^G`` over all 2^G subsets when ``2^G <= n_perm`` (exact
-  enumeration; the observed assignment S = {} is one of them, so p >= 2^-G), else
-  ``p = (1 + #{i : |d_{S_i}| >= |d|}) / (n_perm + 1)`` over ``n_perm`` subsets drawn uniformly
-  (each subject flipped with probability 1/2) by ``numpy.random.default_rng(seed)`` (the +1 counts
-  the observed assignment, so p is never 0). ``|d_S| >= |d|`` is taken with a tolerance of
-  1e-12 so that floating-point ties count as ties. Identical runs give d = 0 and p = 1.
-
-Everything is deterministic for a seed. The runs' ``summary.json`` files are only read.
-Runs are refused (`BadInput`, exit 2) unless they have the same classes, protocol, manifest
-(``manifest_sha256``), folds and clip_uid set, and each clip has the same subject and true label
-in both.
+Deterministic for a seed; the runs' ``summary.json`` files are only read. Runs are refused
+(`BadInput`, exit 2) unless they have the same classes, protocol, manifest (``manifest_sha256``),
+folds and clip_uid set, and each clip has the same subject and true label in both.
 """
 
 from __future__ import annotations
@@ -44,7 +28,9 @@ import numpy as np
 import pandas as pd
 
 from fdpkit.errors import BadInput
-from fdpkit.loso.metrics import from_confusion, group_confusions, bootstrap_samples, pooled_metrics
+from fdpkit.io import read_json, write_json
+from fdpkit.loso.bootstrap import subject_bootstrap
+from fdpkit.loso.metrics import from_confusion, group_confusions, pooled_metrics
 from fdpkit.loso.outputs import PREDICTIONS, SUMMARY, read_predictions
 
 COMPARED = ("uf1", "uar", "accuracy")
@@ -61,8 +47,6 @@ BOOTSTRAP_NOTE = ("percentile bootstrap over subjects of the difference B - A (s
 # ----------------------------------------------------------------------------- reading runs
 def load_run(run_dir) -> tuple[pd.DataFrame, dict]:
     """A finished run folder's predictions.csv and summary.json, or BadInput naming what is missing."""
-    from fdpkit.io import read_json
-
     run_dir = Path(run_dir)
     for name in (PREDICTIONS, SUMMARY):
         if not (run_dir / name).is_file():
@@ -182,13 +166,17 @@ def permutation_p(cms_a: np.ndarray, cms_b: np.ndarray, n_perm: int, seed: int
     return p, kind, n
 
 
-def bootstrap_difference(pred_a: pd.DataFrame, pred_b: pd.DataFrame, classes: Sequence[str], *,
-                         n_boot: int, seed: int) -> dict[str, np.ndarray]:
-    """(n_boot,) bootstrap replicates of M(B) - M(A) with the same subject draws for both runs."""
-    kw = dict(n_boot=n_boot, seed=seed, group_col=GROUP_COL, dataset_col=DATASET_COL)
-    boot_a = bootstrap_samples(pred_a, classes, COMPARED, **kw)
-    boot_b = bootstrap_samples(pred_b, classes, COMPARED, **kw)
-    return {k: boot_b[k] - boot_a[k] for k in COMPARED}
+def bootstrap_difference(cms_a: np.ndarray, cms_b: np.ndarray, *, n_boot: int, seed: int, level: float
+                         ) -> tuple[dict[str, np.ndarray], dict[str, list[float]]]:
+    """Replicates (n_boot,) of M(B) - M(A), both runs pooled over the same drawn subjects, and their
+    percentile interval per metric, from per-subject confusion matrices (G, C, C) of A and B."""
+    def score(pooled_a, pooled_b):
+        ma, mb = _metrics_of(pooled_a), _metrics_of(pooled_b)
+        return np.stack([mb[k] - ma[k] for k in COMPARED])
+
+    replicates, low, high = subject_bootstrap([cms_a, cms_b], score, n_boot=n_boot, seed=seed, level=level)
+    return (dict(zip(COMPARED, replicates)),
+            {k: [float(lo), float(hi)] for k, lo, hi in zip(COMPARED, low, high)})
 
 
 def _describe(summary: dict, run_dir) -> dict[str, Any]:
@@ -228,12 +216,9 @@ def compare_runs(run_a, run_b, *, n_boot: int = 1000, n_perm: int = 10000, seed:
     cms_b, groups_b, _ = group_confusions(pred_b, classes, GROUP_COL, DATASET_COL)
     assert groups_a == groups_b  # same clips with the same subjects (checked above)
     p, kind, n_flips = permutation_p(cms_a, cms_b, n_perm, seed)
-    boot = bootstrap_difference(pred_a, pred_b, classes, n_boot=n_boot, seed=seed)
-    tail = (1 - level) / 2
-    difference = {
-        k: {"a": pooled_a[k], "b": pooled_b[k], "diff": pooled_b[k] - pooled_a[k],
-            "ci": [float(np.quantile(boot[k], tail)), float(np.quantile(boot[k], 1 - tail))], "p": p[k]}
-        for k in COMPARED}
+    _, ci = bootstrap_difference(cms_a, cms_b, n_boot=n_boot, seed=seed, level=level)
+    difference = {k: {"a": pooled_a[k], "b": pooled_b[k], "diff": pooled_b[k] - pooled_a[k], "ci": ci[k], "p": p[k]}
+                  for k in COMPARED}
     desc_a, desc_b = _describe(sum_a, run_a), _describe(sum_b, run_b)
     return {
         "a": desc_a, "b": desc_b, "n_clips": int(len(pred_a)), "n_subjects": len(groups_a),
@@ -290,8 +275,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from fdpkit.io import write_json
-
     if len(args.runs) < 2:
         raise BadInput("give at least two run folders: the reference first, then the runs to compare with it")
     result = compare_many(args.runs[0], args.runs[1:], n_boot=args.n_boot, n_perm=args.n_perm,

@@ -1,4 +1,4 @@
-"""Pooled and per-fold metrics, subject bootstrap intervals (see docs/metrics.md).
+"""Metric definitions: pooled and per-fold scores, chance levels, constant-predictor folds (docs/metrics.md).
 
 Predictions of all LOSO folds are *pooled* before scoring. With C the protocol classes and
 TP_c, FP_c, FN_c, N_c counted over the pooled predictions:
@@ -19,9 +19,10 @@ Per-fold numbers (one LOSO fold = one subject) are reported separately and label
 Within a fold, UF1/UAR default to sklearn's default label set (classes present in the fold's
 truth or predictions, ``macro_labels="present"``); ``macro_labels="all"`` uses all of C.
 
-Groups: the bootstrap and per-fold unit is ``group_col`` (default ``subject``); when a
-``dataset`` column is present the unit is the pair (dataset, subject), so subject ids that repeat
-across corpora are never merged.
+Groups: the per-fold unit (and the resampling unit of `fdpkit.loso.bootstrap`) is ``group_col``
+(default ``subject``); when a ``dataset`` column is present the unit is the pair (dataset, subject),
+so subject ids that repeat across corpora are never merged. The intervals are in
+`fdpkit.loso.bootstrap`, the summary.json body in `fdpkit.loso.summary`.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def _encode(y: Iterable, classes: Sequence) -> np.ndarray:
     raise ValueError(f"labels not in classes {classes}: {', '.join(unknown)}")
 
 
-def confusion(y_true, y_pred, classes: Sequence) -> np.ndarray:
+def confusion_matrix(y_true, y_pred, classes: Sequence) -> np.ndarray:
     """Confusion matrix (C, C) of counts: rows = true, cols = predicted, order = ``classes``."""
     t, p = _encode(y_true, classes), _encode(y_pred, classes)
     if t.shape != p.shape:
@@ -118,7 +119,7 @@ def pooled_metrics(y_true, y_pred, classes: Sequence) -> dict[str, Any]:
     "confusion": [[...]] (rows = true, cols = pred, order = classes)}``.
     """
     classes = list(classes)
-    cm = confusion(y_true, y_pred, classes)
+    cm = confusion_matrix(y_true, y_pred, classes)
     if cm.sum() == 0:
         raise ValueError("no predictions to score")
     m = from_confusion(cm)
@@ -148,7 +149,9 @@ def _group_cols(df: pd.DataFrame, group_col: str, dataset_col: str | None) -> li
     return [group_col]
 
 
-def _check(df: pd.DataFrame, classes: Sequence | None) -> list:
+def checked_classes(df: pd.DataFrame, classes: Sequence | None) -> list:
+    """The class list to score ``df`` with (default: every label and prediction, sorted), after
+    checking it has label/pred columns, rows, and no missing values (KeyError / ValueError)."""
     for col in ("label", "pred"):
         if col not in df.columns:
             raise KeyError(f"predictions have no column {col!r}")
@@ -184,7 +187,7 @@ def per_subject_table(df: pd.DataFrame, classes: Sequence | None = None, *,
     """
     if macro_labels not in ("present", "all"):
         raise ValueError("macro_labels must be 'present' or 'all'")
-    classes = _check(df, classes)
+    classes = checked_classes(df, classes)
     cms, keys, cols = group_confusions(df, classes, group_col, dataset_col)
     mask = None
     if macro_labels == "present":
@@ -214,52 +217,6 @@ def per_fold_summary(df: pd.DataFrame, classes: Sequence | None = None, **kw) ->
         "per_fold_min": {k: float(table[k].min()) for k in METRICS},
         "per_fold_max": {k: float(table[k].max()) for k in METRICS},
     }
-
-
-# ----------------------------------------------------------------------------- bootstrap
-def subject_draws(n_groups: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n_groups) indices of groups drawn with replacement; the bootstrap's only RNG use."""
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, n_groups, size=(n_boot, n_groups))
-
-
-def bootstrap_samples(df: pd.DataFrame, classes: Sequence, metrics: Sequence[str] = METRICS, *,
-                      n_boot: int = 1000, seed: int = 0, group_col: str = "subject",
-                      dataset_col: str | None = "dataset") -> dict[str, np.ndarray]:
-    """Bootstrap distribution (n_boot,) of each pooled metric, resampling whole groups.
-
-    Replicate b pools the groups ``subject_draws(G, n_boot, seed)[b]`` (sorted group order).
-    """
-    bad = [m for m in metrics if m not in METRICS]
-    if bad:
-        raise ValueError(f"unknown metrics {bad}; choose from {METRICS}")
-    classes = _check(df, classes)
-    cms, _, _ = group_confusions(df, classes, group_col, dataset_col)
-    g = len(cms)
-    draws = subject_draws(g, n_boot, seed)
-    counts = np.bincount((draws + g * np.arange(n_boot)[:, None]).ravel(),
-                         minlength=n_boot * g).reshape(n_boot, g)
-    pooled = np.tensordot(counts.astype(np.float64), cms.astype(np.float64), axes=(1, 0))
-    m = from_confusion(pooled)
-    return {k: m[k] for k in metrics}
-
-
-def bootstrap_ci(df: pd.DataFrame, classes: Sequence, metrics: Sequence[str] = METRICS, *,
-                 n_boot: int = 1000, seed: int = 0, level: float = 0.95,
-                 group_col: str = "subject", dataset_col: str | None = "dataset",
-                 ) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap interval over subjects: metric -> (low, high).
-
-    Deterministic for a given seed. A single subject gives the degenerate (p, p) interval.
-    """
-    if not 0 < level < 1:
-        raise ValueError("level must be in (0, 1)")
-    if n_boot < 1:
-        raise ValueError("n_boot must be >= 1")
-    samples = bootstrap_samples(df, classes, metrics, n_boot=n_boot, seed=seed,
-                                group_col=group_col, dataset_col=dataset_col)
-    a = (1 - level) / 2
-    return {k: (float(np.quantile(v, a)), float(np.quantile(v, 1 - a))) for k, v in samples.items()}
 
 
 # ----------------------------------------------------------------------------- chance
@@ -337,73 +294,8 @@ def constant_predictor_folds(df: pd.DataFrame, tolerance: float = CONSTANT_TOLER
             "folds": constant, "spread": spread}
 
 
-# ----------------------------------------------------------------------------- summary
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return None if math.isnan(x) else float(x)
-    return x
-
-
-def _pooled_block(df, classes, seed, n_boot, level, group_col, dataset_col):
-    pm = pooled_metrics(df["label"], df["pred"], classes)
-    cms, _, _ = group_confusions(df, classes, group_col, dataset_col)
-    ci = bootstrap_ci(df, classes, METRICS, n_boot=n_boot, seed=seed, level=level,
-                      group_col=group_col, dataset_col=dataset_col)
-    return pm, len(cms), {k: list(v) for k, v in ci.items()}
-
-
-def summarize(predictions_df: pd.DataFrame, classes: Sequence, *, seed: int = 0,
-              n_boot: int = 1000, level: float = 0.95, group_col: str = "subject",
-              dataset_col: str = "dataset") -> dict[str, Any]:
-    """JSON-serialisable summary of pooled LOSO predictions.
-
-    Needs columns ``group_col`` (default ``subject``), ``label``, ``pred`` (class names or
-    indices); ``dataset`` optional. Blocks: ``pooled`` (+ ``ci``), ``per_class``, ``confusion``,
-    ``per_fold`` (labelled, separate), ``chance``, and ``per_dataset`` when more than one dataset.
-    """
-    df = predictions_df
-    classes = _check(df, classes)
-    pm, n_groups, ci = _pooled_block(df, classes, seed, n_boot, level, group_col, dataset_col)
-    boot = {"method": "percentile bootstrap over subjects (pooled metric recomputed)",
-            "level": level, "n_boot": n_boot, "seed": seed, "intervals": ci}
-    table = per_subject_table(df, classes, group_col=group_col, dataset_col=dataset_col)
-    fold = per_fold_summary(df, classes, group_col=group_col, dataset_col=dataset_col)
-    fold["table"] = table.to_dict(orient="records")
-    out: dict[str, Any] = {
-        "n": pm["n"],
-        "n_subjects": n_groups,
-        "classes": pm["classes"],
-        "definitions": "docs/metrics.md; zero_division=0 (absent classes count as 0 in UF1/UAR)",
-        "pooled": {k: pm[k] for k in METRICS},
-        "ci": boot,
-        "per_class": pm["per_class"],
-        "confusion": {"rows": "true", "cols": "pred", "labels": pm["classes"],
-                      "matrix": pm["confusion"]},
-        "per_fold": fold,
-        "chance": chance_levels(df["label"], classes),
-    }
-    if dataset_col in df.columns and df[dataset_col].nunique() > 1:
-        per_ds = {}
-        for ds, sub in df.groupby(dataset_col, sort=True):
-            dpm, dn, dci = _pooled_block(sub, classes, seed, n_boot, level, group_col, dataset_col)
-            per_ds[str(ds)] = {"n": dpm["n"], "n_subjects": dn,
-                               **{k: dpm[k] for k in METRICS}, "ci": dci}
-        out["per_dataset"] = per_ds
-    return _jsonable(out)
-
-
 __all__ = [
-    "METRICS", "confusion", "pooled_metrics", "per_subject_table", "per_fold_summary",
-    "subject_draws", "bootstrap_samples", "bootstrap_ci", "chance_levels", "summarize",
-    "constant_predictor_folds", "CONSTANT_TOLERANCE", "from_confusion", "group_confusions",
+    "METRICS", "METRIC_NAMES", "PER_FOLD_NOTE", "confusion_matrix", "from_confusion", "pooled_metrics",
+    "group_confusions", "checked_classes", "per_subject_table", "per_fold_summary", "chance_levels",
+    "constant_predictor_folds", "CONSTANT_TOLERANCE",
 ]

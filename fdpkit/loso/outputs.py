@@ -12,8 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from fdpkit.loso.folds import Fold, fold_dirname
 from fdpkit.io import read_json, write_csv, write_json
+from fdpkit.loso.folds import Fold, fold_dirname
+from fdpkit.loso.metrics import constant_predictor_folds, per_subject_table
+from fdpkit.loso.summary import summarize_predictions
 from fdpkit.train.config import OPTIMISTIC_WARNING, TrainConfig
 
 SUMMARY = "summary.json"
@@ -37,8 +39,6 @@ def read_predictions(path) -> pd.DataFrame:
 
 def write_fold(result: dict[str, Any], classes: list[str]) -> None:
     """Driver side: a fold's files, metrics.json last (its presence marks the fold finished)."""
-    from fdpkit.loso.metrics import per_subject_table
-
     fold_dir = Path(result["fold_dir"])
     write_csv(fold_dir / PREDICTIONS, result["predictions"])
     write_csv(fold_dir / "train_log.csv", result["log"])
@@ -61,8 +61,6 @@ def pooled_summary(out_dir: Path, fold_list: list[Fold]) -> dict[str, Any] | Non
 
 def pool_run(out_dir: Path, config: dict, fold_list: list[Fold]) -> dict[str, Any]:
     """Pool the finished folds' predictions into predictions.csv, results.csv, summary.json."""
-    from fdpkit.loso.metrics import constant_predictor_folds, per_subject_table, summarize
-
     out_dir, classes = Path(out_dir), config["manifest"]["classes"]
     frames, fold_rows = [], []
     for fold in fold_list:
@@ -72,7 +70,7 @@ def pool_run(out_dir: Path, config: dict, fold_list: list[Fold]) -> dict[str, An
     predictions = pd.concat(frames, ignore_index=True)
     write_csv(out_dir / PREDICTIONS, predictions)
     selection = config["selection"]
-    summary = summarize(predictions, classes, seed=config["seed"])
+    summary = summarize_predictions(predictions, classes, seed=config["seed"])
     meta = {
         "selection": selection, "preset": config["preset"], "model": config["model"],
         "protocol": config["manifest"]["protocol"], "manifest_sha256": config["manifest"]["sha256"],
