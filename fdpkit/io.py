@@ -27,15 +27,16 @@ from __future__ import annotations
 
 import contextlib
 import errno as _errno
+import functools
 import hashlib
 import io
 import json
 import os
+import platform
 import re
 import tempfile
-import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -43,10 +44,9 @@ from fdpkit.errors import BadInput
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
-_HOST = re.sub(r"[^A-Za-z0-9.]", "_", os.uname().nodename if hasattr(os, "uname") else "host")[:40] or "host"
+_HOST = re.sub(r"[^A-Za-z0-9.]", "_", platform.node())[:40] or "host"
 _TEMP = re.compile(r"^\..*\.tmp-(?P<host>[A-Za-z0-9._]+)-(?P<pid>\d+)-[A-Za-z0-9_]+$")
-_swept: set[str] = set()
-_swept_lock = threading.Lock()
+_NOT_WRITABLE = (_errno.EACCES, _errno.EPERM, _errno.EROFS)
 
 
 class CorruptFileError(ValueError):
@@ -58,25 +58,24 @@ class PathConflict(BadInput):
     through a file. Exit code 2; the message names the path."""
 
 
-_NOT_WRITABLE = (_errno.EACCES, _errno.EPERM, _errno.EROFS)
+class _WriteError(OSError):
+    """An OSError raised by `_atomic_write` (keeps the original errno; the message names the file)."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
 
 
 def _file_on_the_way(folder: Path) -> Path | None:
     """The first existing non-folder on the way from the root to `folder`, if any."""
-    for part in reversed((folder, *folder.parents)):
-        if part.exists() and not part.is_dir():
-            return part
-    return None
-
-
-def _nearest_existing(folder: Path) -> Path:
-    return next((p for p in (folder, *folder.parents) if p.exists()), folder)
+    return next((p for p in reversed((folder, *folder.parents)) if p.exists() and not p.is_dir()), None)
 
 
 def _not_writable(folder: Path, error: OSError, doing: str) -> OSError:
-    """The OSError (same errno) to raise when `folder` cannot be written."""
+    """The OSError (same errno) to raise when `folder` cannot be written: it names the nearest
+    existing folder, the one whose permissions or file system refuse."""
+    nearest = next((p for p in (folder, *folder.parents) if p.exists()), folder)
     why = "read-only file system" if error.errno == _errno.EROFS else "permission denied"
-    return _WriteError(error.errno, f"cannot {doing}: {_nearest_existing(folder)} is not writable ({why}); "
+    return _WriteError(error.errno, f"cannot {doing}: {nearest} is not writable ({why}); "
                        "make it writable or choose another output folder", str(folder))
 
 
@@ -115,26 +114,10 @@ def check_writable_folder(folder) -> Path:
 
 
 def _write_all(fd: int, data) -> None:
-    """Write every byte of `data` to `fd` (the low-level write every fdpkit file goes through)."""
+    """Write every byte of `data` to `fd`: the one low-level write (tests patch it to fill the disk)."""
     view = memoryview(data).cast("B")
     while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-class _Sink:
-    """The handle `_atomic_write` passes to its writer: `write(bytes)` only."""
-
-    def __init__(self, fd: int):
-        self.fd = fd
-
-    def write(self, data) -> int:
-        _write_all(self.fd, data)
-        return len(data)
-
-
-def temp_prefix(path: Path) -> str:
-    return f".{path.name[:80]}.tmp-{_HOST}-{os.getpid()}-"
+        view = view[os.write(fd, view):]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -147,32 +130,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+# Kept (tested: test_writer_killed_mid_write..., a SIGKILLed preprocess then rerun): tempfile deletes
+# its file on an exception, not when the writer is killed; the host and pid in the temp name let the
+# next writer remove a dead writer's leftover while keeping a live one's (two processes, one cache).
 def remove_stale_temp_files(folder) -> list[Path]:
     """Remove the temp files in `folder` left by killed fdpkit writers on this host; return them."""
     removed = []
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        match = _TEMP.match(entry.name)
-        if not match or match["host"] != _HOST:
-            continue
-        pid = int(match["pid"])
-        if pid == os.getpid() or _pid_alive(pid):
-            continue
-        with contextlib.suppress(OSError):
-            os.unlink(entry.path)
-            removed.append(Path(entry.path))
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            match = _TEMP.match(entry.name)
+            if not match or match["host"] != _HOST or _pid_alive(int(match["pid"])):
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
     return removed
 
 
-def _sweep_once(folder: Path) -> None:
-    key = str(folder)
-    with _swept_lock:
-        if key in _swept:
-            return
-        _swept.add(key)
+@functools.cache   # once per folder per process: a cache folder holds thousands of files
+def _sweep_once(folder: str) -> None:
     remove_stale_temp_files(folder)
 
 
@@ -186,12 +162,9 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
-    """Write via a temp file in the same folder, fsync, then rename: readers never see half a file.
-
-    `write(handle)` gets an object with `write(bytes)`; `mode` must be binary ("wb")."""
-    if mode != "wb":
-        raise ValueError(f"_atomic_write writes bytes (mode 'wb'), got {mode!r}")
+def _atomic_write(path: str | os.PathLike, data) -> Path:
+    """Write `data` (bytes) via a temp file in the same folder, fsync, then rename: readers never
+    see half a file."""
     path = Path(path)
     if path.is_dir():
         raise PathConflict(f"{path} is a folder; give a file path (or move the folder away)")
@@ -199,9 +172,10 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: s
         ensure_folder(path.parent)
     except PathConflict as error:
         raise PathConflict(f"cannot write {path}: {error}") from None
-    _sweep_once(path.parent.resolve())
+    _sweep_once(str(path.parent.resolve()))
+    prefix = f".{path.name[:80]}.tmp-{_HOST}-{os.getpid()}-"
     try:
-        temp = tempfile.NamedTemporaryFile(dir=path.parent, prefix=temp_prefix(path), delete=False)
+        temp = tempfile.NamedTemporaryFile(dir=path.parent, prefix=prefix, delete=False)
     except OSError as error:
         if error.errno in _NOT_WRITABLE:
             raise _not_writable(path.parent, error, f"write {path}") from None
@@ -209,12 +183,12 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: s
     try:
         with temp:
             with contextlib.suppress(OSError):   # some file systems (FAT, CIFS) refuse modes
-                os.fchmod(temp.fileno(), 0o666 & ~_UMASK)   # not the 0600 of a temp file
-            write(_Sink(temp.fileno()))
-            os.fsync(temp.fileno())
+                os.fchmod(temp.fileno(), 0o666 & ~_UMASK)   # kept (tested): not the 0600 of a temp file
+            _write_all(temp.fileno(), data)
+            os.fsync(temp.fileno())   # kept: the rename must not land before the bytes (power cut)
         os.replace(temp.name, path)
     except BaseException as error:
-        # Disk full, kill signal or a bug: leave the old file (if any) and no temp file behind.
+        # Disk full, Ctrl-C or a bug: leave the old file (if any) and no temp file behind.
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp.name)
         if isinstance(error, OSError) and error.errno is not None:
@@ -227,19 +201,12 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: s
     return path
 
 
-class _WriteError(OSError):
-    """An OSError raised by `_atomic_write` (keeps the original errno)."""
-
-    def __str__(self) -> str:  # the message already names the file
-        return self.strerror or super().__str__()
-
-
 def write_bytes(path, data: bytes) -> Path:
-    return _atomic_write(path, lambda h: h.write(data), "wb")
+    return _atomic_write(path, data)
 
 
 def write_text(path, text: str) -> Path:
-    return _atomic_write(path, lambda h: h.write(text.encode("utf-8")), "wb")
+    return _atomic_write(path, text.encode("utf-8"))
 
 
 def write_json(path, obj: Any) -> Path:
@@ -258,7 +225,7 @@ def write_npz(path, **arrays: np.ndarray) -> Path:
 
 
 def write_torch(path, obj: Any) -> Path:
-    import torch
+    import torch   # not at module top: every CLI verb imports this module, most need no torch
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
@@ -288,7 +255,7 @@ def load_npz(path) -> dict[str, np.ndarray]:
 
 def load_torch(path, map_location="cpu") -> Any:
     """torch.load(weights_only=True): tensors and plain types only; CorruptFileError otherwise."""
-    import torch
+    import torch   # not at module top: every CLI verb imports this module, most need no torch
 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
@@ -304,7 +271,7 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_file(path) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256()   # not hashlib.file_digest: that is Python 3.11+, pyproject allows 3.10
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)

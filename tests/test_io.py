@@ -16,16 +16,18 @@ def test_atomic_write_leaves_no_temp_and_replaces(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["a.json"]
 
 
-def test_failed_write_keeps_old_file_and_no_temp(tmp_path):
+def test_failed_write_keeps_old_file_and_no_temp(tmp_path, monkeypatch):
     target = tmp_path / "a.txt"
     io.write_text(target, "old")
+    real = io._write_all
 
-    def boom(handle):
-        handle.write(b"partial")
+    def boom(fd, data):
+        real(fd, b"partial")
         raise OSError("disk full")
 
+    monkeypatch.setattr(io, "_write_all", boom)
     with pytest.raises(OSError, match="disk full"):
-        io._atomic_write(target, boom, "wb")
+        io.write_text(target, "new")
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["a.txt"]
 
