@@ -19,6 +19,8 @@ them, and plain `OSError`s such as a full disk, into that line and code.
 
 from __future__ import annotations
 
+import dataclasses
+
 EXIT_OK = 0
 EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
@@ -64,8 +66,6 @@ def check_field_types(obj, error: type[Exception] = BadInput) -> None:
     strings, `from __future__ import annotations`): a bool for `bool` (`'no'` is refused, not read
     as True), an int that is no bool for `int`, a number for `float`, a string for `str`, a tuple of
     ints for `tuple[int, ...]`; `X | None` also takes None. Raises `error` naming the field."""
-    import dataclasses
-
     wants = {"bool": ("true or false", lambda v: isinstance(v, bool)),
              "int": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
              "float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
