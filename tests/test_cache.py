@@ -15,6 +15,8 @@ from skimage import data
 
 from fdpkit.cli import main as cli_main
 from fdpkit.data.preprocess import cache as C
+from fdpkit.data.preprocess import keys as K
+from fdpkit.data.preprocess import lookup as L
 from fdpkit.data.preprocess.dynamic_image import dynamic_image_uint8
 from fdpkit.data.manifest import COLUMNS, Manifest, write_manifest
 from fdpkit.data.preprocess.sampling import (SamplingError, SamplingSkip, evenly_spaced_positions, sample_frames,
@@ -124,7 +126,7 @@ def test_sample_official():
 def test_once_mode_statuses_reasons_and_files(corpus, tmp_path):
     rows = frame_of(corpus, *corpus[1])
     report = C.preprocess(rows, tmp_path, lenient=True, progress=False)
-    assert list(report.columns) == list(C.REPORT_COLUMNS)
+    assert list(report.columns) == list(L.REPORT_COLUMNS)
     assert list(report["clip_uid"]) == list(rows["clip_uid"])
     got = by_key(report)
     assert {k: r["status"] for k, r in got.items()} == {
@@ -140,10 +142,10 @@ def test_once_mode_statuses_reasons_and_files(corpus, tmp_path):
     assert counts["ok"] + counts["skipped"] + counts["failed"] == len(rows) == counts["total"]
 
     # Files written atomically next to each other: report, index, meta, one npz per ok clip.
-    on_disk = pd.read_csv(tmp_path / C.REPORT_FILE, keep_default_na=False)
+    on_disk = pd.read_csv(tmp_path / L.REPORT_FILE, keep_default_na=False)
     assert len(on_disk) == len(rows) and (on_disk["status"] == report["status"]).all()
-    index = C.read_index(tmp_path)
-    assert list(index.columns) == list(C.INDEX_COLUMNS) and len(index) == len(rows)
+    index = L.read_index(tmp_path)
+    assert list(index.columns) == list(L.INDEX_COLUMNS) and len(index) == len(rows)
     assert sorted(p.name for p in tmp_path.glob("*.npz")) == sorted(report.loc[report["status"] == "ok", "file"])
     assert not list(tmp_path.glob(".*tmp"))
 
@@ -209,7 +211,7 @@ def test_official_sampling_skips_short_clips(corpus, tmp_path):
     assert report["moving"]["status"] == "ok"
     clip = load_npz(tmp_path / report["moving"]["file"])
     np.testing.assert_array_equal(clip["frame_numbers"], range(101, 109))    # 10 // 8 = 1
-    assert (tmp_path / C.REPORT_FILE).exists()          # strict still writes everything first
+    assert (tmp_path / L.REPORT_FILE).exists()          # strict still writes everything first
 
 
 def test_resume_does_no_work(corpus, tmp_path):
@@ -233,20 +235,20 @@ def test_resume_does_no_work(corpus, tmp_path):
 
 def test_file_names_depend_on_row_and_parameters(corpus, tmp_path):
     row = corpus[1]["moving"]
-    params = C.PreprocessParams()
-    name = C.clip_file_name(row, params)
-    assert name == C.clip_file_name(row.copy(), C.PreprocessParams())
-    assert name != C.clip_file_name(row, C.PreprocessParams(size=32))
-    assert name != C.clip_file_name(row, C.PreprocessParams(align="per-frame"))
+    params = K.PreprocessParams()
+    name = K.clip_file_name(row, params)
+    assert name == K.clip_file_name(row.copy(), K.PreprocessParams())
+    assert name != K.clip_file_name(row, K.PreprocessParams(size=32))
+    assert name != K.clip_file_name(row, K.PreprocessParams(align="per-frame"))
     frames = [["img101.jpg", 5120, 1_700_000_000_000_000_000]]      # name, size, mtime_ns
-    assert name != C.clip_file_name(row, params, frames)
-    assert C.clip_file_name(row, params, [[*frames[0][:2], frames[0][2] + 1]]) != C.clip_file_name(row, params, frames)
+    assert name != K.clip_file_name(row, params, frames)
+    assert K.clip_file_name(row, params, [[*frames[0][:2], frames[0][2] + 1]]) != K.clip_file_name(row, params, frames)
     moved_onset = row.copy()
     moved_onset["onset"] += 1
-    assert name != C.clip_file_name(moved_onset, params) and C.row_key(moved_onset) != C.row_key(row)
+    assert name != K.clip_file_name(moved_onset, params) and K.row_key(moved_onset) != K.row_key(row)
     relabelled = row.copy()
     relabelled["label"] = "surprise"
-    assert C.clip_file_name(relabelled, params) == name and C.row_key(relabelled) == C.row_key(row)
+    assert K.clip_file_name(relabelled, params) == name and K.row_key(relabelled) == K.row_key(row)
     report = C.preprocess(frame_of(corpus, "moving"), tmp_path, frames=4, size=32, progress=False)
     clip = load_npz(tmp_path / report["file"][0])
     assert clip["frames"].shape == (4, 32, 32) and clip["dynamic_image"].shape == (32, 32)
@@ -264,7 +266,7 @@ def test_workers_give_identical_files(corpus, tmp_path):
     for name in serial["file"]:
         if name:
             assert (tmp_path / "w1" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes()
-    assert (tmp_path / "w1" / C.INDEX_FILE).read_bytes() == (tmp_path / "w2" / C.INDEX_FILE).read_bytes()
+    assert (tmp_path / "w1" / L.INDEX_FILE).read_bytes() == (tmp_path / "w2" / L.INDEX_FILE).read_bytes()
 
 
 def test_cli_exit_codes(corpus, tmp_path, capsys):

@@ -19,6 +19,7 @@ import pytest
 from fdpkit import io
 from fdpkit.cli import main as cli_main
 from fdpkit.data.preprocess import cache as C
+from fdpkit.data.preprocess import lookup as L
 from fdpkit.data.manifest import COLUMNS, ManifestError
 
 from faultkit import PREPROCESS, blank, encode, face, manifest_row, read_only, write_frames, write_manifest_csv
@@ -140,7 +141,7 @@ def test_report_accounts_for_every_row_in_manifest_order(faulty):
     assert list(report["clip_uid"]) == list(rows["clip_uid"])
     assert set(report["status"]) <= {"ok", "skipped", "failed"}
     assert (report.loc[report["status"] != "ok", "reason"].str.len() > 0).all()
-    index = C.read_index(cache)
+    index = L.read_index(cache)
     assert list(index["clip_uid"]) == list(rows["clip_uid"])
     assert sorted(p.name for p in cache.glob("*.npz")) == sorted(report.loc[report["status"] == "ok", "file"])
 
@@ -151,7 +152,7 @@ def test_strict_by_default_raises_after_writing_the_report(faulty, tmp_path):
     with pytest.raises(C.PreprocessIncomplete, match=r"2 clips: 1 ok .*1 failed") as info:
         C.preprocess(some, tmp_path / "cache", progress=False, **PREPROCESS)
     assert list(info.value.report["status"]) == ["ok", "failed"]
-    assert (tmp_path / "cache" / C.REPORT_FILE).exists() and (tmp_path / "cache" / C.INDEX_FILE).exists()
+    assert (tmp_path / "cache" / L.REPORT_FILE).exists() and (tmp_path / "cache" / L.INDEX_FILE).exists()
 
 
 def test_official_sampling_skips_a_clip_shorter_than_T_with_a_reason(faulty, tmp_path):
@@ -169,7 +170,7 @@ def test_cli_counts_reconcile_and_strict_exit_code(faulty, capsys):
     captured = capsys.readouterr()
     match = re.search(r"(\d+) clips: (\d+) ok \((\d+) from cache\), (\d+) skipped, (\d+) failed", captured.out)
     total, ok, reused, skipped, failed = map(int, match.groups())
-    report = C.read_report(cache)
+    report = L.read_report(cache)
     assert total == ok + skipped + failed == len(rows) == len(report)
     assert (ok, skipped, failed) == tuple(int((report["status"] == s).sum()) for s in ("ok", "skipped", "failed"))
     assert reused == ok                                  # the fixture made them all already
@@ -196,11 +197,11 @@ def test_edited_manifest_row_is_reprocessed_not_served_stale(faulty, tmp_path):
     first = C.preprocess(one, cache, progress=False, **PREPROCESS)
     edited = one.copy()
     edited.loc[0, ["onset", "apex"]] = [2, 4]
-    assert C.lookup(cache, edited).iloc[0]["status"] == "stale"   # the old index refuses to serve it
+    assert L.lookup(cache, edited).iloc[0]["status"] == "stale"   # the old index refuses to serve it
     second = C.preprocess(edited, cache, progress=False, **PREPROCESS)
     assert second.iloc[0]["file"] != first.iloc[0]["file"] and not second.iloc[0]["cached"]
     assert list(io.load_npz(cache / second.iloc[0]["file"])["frame_numbers"])[0] == 2
-    assert C.lookup(cache, edited).iloc[0]["status"] == "ok"
+    assert L.lookup(cache, edited).iloc[0]["status"] == "ok"
     assert C.preprocess(edited, cache, progress=False, **PREPROCESS).iloc[0]["cached"]
 
 
@@ -226,7 +227,7 @@ def test_disk_full_on_clip_writes_fails_those_rows_and_keeps_nothing_half_writte
     for reason in report["reason"]:
         assert "No space left on device" in reason and re.search(r"writing .*\.npz failed", reason), reason
     assert not list(cache.glob("*.npz")) and not [p for p in cache.iterdir() if ".tmp-" in p.name]
-    assert (cache / C.REPORT_FILE).exists()
+    assert (cache / L.REPORT_FILE).exists()
 
 
 def test_disk_full_on_the_index_is_a_clear_error_and_keeps_the_old_index(faulty, tmp_path, monkeypatch):
@@ -234,7 +235,7 @@ def test_disk_full_on_the_index_is_a_clear_error_and_keeps_the_old_index(faulty,
     some = rows[rows["clip"] == "EP01_ok"]
     cache = tmp_path / "cache"
     C.preprocess(some, cache, progress=False, **PREPROCESS)
-    before = {name: (cache / name).read_bytes() for name in (C.INDEX_FILE, C.REPORT_FILE)}
+    before = {name: (cache / name).read_bytes() for name in (L.INDEX_FILE, L.REPORT_FILE)}
     _disk_full_on(monkeypatch, r"^\.(index|preprocess_report)\.csv\.tmp-")
     with pytest.raises(OSError, match=r"No space left on device .*writing .*\.csv failed") as info:
         C.preprocess(rows[rows["clip"].isin(["EP01_ok", "EP02_grey"])], cache, progress=False, **PREPROCESS)
@@ -305,7 +306,7 @@ def test_a_frame_changed_after_preprocessing_reprocesses_its_clip(faulty, tmp_pa
     (folder / "img1.jpg").write_bytes(encode(blank()))
     third = C.preprocess(row, cache, lenient=True, progress=False, **PREPROCESS)
     assert third.iloc[0]["status"] == "failed" and "no face in the onset frame" in third.iloc[0]["reason"]
-    assert C.lookup(cache, row).iloc[0]["status"] == "failed"
+    assert L.lookup(cache, row).iloc[0]["status"] == "failed"
 
 
 def test_only_the_frames_read_are_in_the_key(faulty, tmp_path):
@@ -337,12 +338,12 @@ def test_damaged_cache_files_are_named_before_a_run_and_remade_by_preprocess(fau
     data[len(data) // 2] ^= 0x01
     (cache / file_b).write_bytes(bytes(data))
     used = rows[rows["clip_uid"].isin(ok["clip_uid"])]
-    with pytest.raises(C.CacheFileError, match=rf"^2 of {len(used)} clip\(s\) cannot be read") as info:
-        C.check_cache_files(cache, used)
+    with pytest.raises(L.CacheFileError, match=rf"^2 of {len(used)} clip\(s\) cannot be read") as info:
+        L.check_cache_files(cache, used)
     for uid, name in ((uid_a, file_a), (uid_b, file_b)):
         assert f"{uid}: {cache / name}: not a readable npz file" in str(info.value)
     again = C.preprocess(used, cache, progress=False, **PREPROCESS)
     assert int((~again["cached"]).sum()) == 2
     for name in (file_a, file_b):
         assert (cache / name).read_bytes() == (source / name).read_bytes()
-    assert (C.check_cache_files(cache, used)["status"] == "ok").all()
+    assert (L.check_cache_files(cache, used)["status"] == "ok").all()

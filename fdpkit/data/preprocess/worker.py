@@ -1,4 +1,5 @@
-"""One clip -> one aligned npz: the work of `fdpkit.data.preprocess.cache.preprocess`, one call per clip.
+"""One clip -> one aligned npz (and its flow file with ``--flow``): the work of
+`fdpkit.data.preprocess.cache.preprocess`, one call per clip.
 
 `process_clip` is a top-level function taking and returning plain dicts so that it runs the same in
 the main process and in spawned worker processes; its result depends only on its task (never on
@@ -16,8 +17,9 @@ import numpy as np
 from fdpkit.data.preprocess.dynamic_image import dynamic_image_uint8
 from fdpkit.data.preprocess.faces import NoFaceError, landmarks_68, similarity_transform, warp_face
 from fdpkit.data.frames import index_frames, links_outside
+from fdpkit.data.preprocess.flow_clip import FlowFailed, flow_frames, write_flow
 from fdpkit.data.preprocess.sampling import SamplingError, SamplingSkip, sample_frames
-from fdpkit.io import write_npz
+from fdpkit.io import load_npz, write_npz
 
 UPSAMPLE_RETRIES = 1   # detector upsampling 0, then 1 (finds faces down to ~40 px)
 
@@ -45,7 +47,9 @@ def init_worker(parent_pid: int | None = None) -> None:
 
 def process_clip(task: dict) -> dict:
     """task: clip_uid, folder, onset, offset, path (npz to write), params (frames, size, align,
-    sampling, box_enlarge). -> {clip_uid, status, reason, notes}."""
+    sampling, box_enlarge); with flow: apex, apex_estimated, flow {method, size, path}, and
+    frames_cached (the clip file exists: make the flow only) with cached_notes. -> {clip_uid,
+    status, reason, notes}."""
     result = {"clip_uid": task["clip_uid"], "status": "ok", "reason": "", "notes": ""}
     try:
         notes = make_clip(task)
@@ -59,20 +63,35 @@ def process_clip(task: dict) -> dict:
     return result
 
 
-def frame_inputs(folder, onset: int, offset: int, params: dict) -> tuple[list[list] | None, dict | None]:
+def frame_inputs(folder, onset: int, offset: int, params: dict,
+                 flow_at: tuple[int, int, bool] | None = None) -> tuple[list[list] | None, dict | None]:
     """(key, chosen): `key` is [name, size, mtime_ns] of each distinct frame file `make_clip` reads
     for these arguments (part of the cache key: a frame changed on disk makes a new key); `chosen`
     is that selection (sampled frame numbers, notes and their files), handed to `make_clip` so the
     folder is listed and sampled once and the files read are the files keyed. Both None when the
-    folder cannot be listed or sampled (the clip fails or is skipped again; nothing to reuse)."""
+    folder cannot be listed or sampled (the clip fails or is skipped again; nothing to reuse).
+    With ``flow_at`` = (apex, offset, apex_estimated), ``chosen["flow"]`` is the
+    flow's selection (`flow_clip.flow_frames`) plus its own ``key`` of the onset and apex files, or
+    {"error": reason} when the clip has no flow to take."""
     try:
         files, sampled = _sample(Path(folder), onset, offset, params)
         stats = {number: files[number].stat() for number in dict.fromkeys(sampled.numbers)}
+        flow = None if flow_at is None else _flow_selection(files, onset, *flow_at)
     except (ClipFailed, ClipSkipped, OSError):
         return None, None
     chosen = {"files": {n: str(files[n]) for n in stats}, "numbers": list(sampled.numbers),
-              "notes": list(sampled.notes)}
+              "notes": list(sampled.notes), "flow": flow}
     return [[files[n].name, s.st_size, s.st_mtime_ns] for n, s in stats.items()], chosen
+
+
+def _flow_selection(files: dict, onset: int, apex: int, offset: int, apex_estimated: bool) -> dict:
+    try:
+        selection = flow_frames(files, onset, apex, offset, apex_estimated)
+    except FlowFailed as error:
+        return {"error": str(error)}
+    stats = [Path(selection["files"][n]).stat() for n in selection["numbers"]]
+    return {**selection, "key": [[Path(selection["files"][n]).name, s.st_size, s.st_mtime_ns]
+                                 for n, s in zip(selection["numbers"], stats)]}
 
 
 def _sample(folder: Path, onset: int, offset: int, params: dict):
@@ -96,23 +115,48 @@ def _sample(folder: Path, onset: int, offset: int, params: dict):
 
 
 def make_clip(task: dict) -> list[str]:
-    """Sample, read, align and write one clip; returns the notes; raises ClipFailed / ClipSkipped."""
+    """Sample, read, align and write one clip (unless ``frames_cached``), then its flow file when
+    the task asks for one; returns the notes; raises ClipFailed / ClipSkipped."""
     params = task["params"]
     folder = Path(task["folder"])
-    if task.get("chosen"):  # sampled by `frame_inputs` when the cache key was made
-        files = {int(n): Path(f) for n, f in task["chosen"]["files"].items()}
-        numbers, notes = task["chosen"]["numbers"], list(task["chosen"]["notes"])
+    chosen = task.get("chosen")
+    if chosen:  # sampled by `frame_inputs` when the cache key was made
+        files = {int(n): Path(f) for n, f in chosen["files"].items()}
+        numbers, notes, selection = chosen["numbers"], list(chosen["notes"]), chosen.get("flow")
     else:
-        files, sampled = _sample(folder, int(task["onset"]), int(task["offset"]), params)
-        numbers, notes = sampled.numbers, list(sampled.notes)
+        all_files, sampled = _sample(folder, int(task["onset"]), int(task["offset"]), params)
+        files, numbers, notes = all_files, sampled.numbers, list(sampled.notes)
+        selection = _flow_selection(all_files, int(task["onset"]), *_flow_at(task)) if task.get("flow") else None
+    images, matrices = {}, {}
+    if task.get("frames_cached"):
+        notes = [task["cached_notes"]] if task.get("cached_notes") else []
+    else:
+        images, matrices = _write_frames(task, folder, files, numbers, notes)
+    if task.get("flow"):
+        notes = notes + _write_clip_flow(task, folder, selection or {"error": "no selection"}, images, matrices)
+    return notes
 
+
+def _flow_at(task: dict) -> tuple[int, int, bool]:
+    return int(task["apex"]), int(task["offset"]), bool(task.get("apex_estimated", False))
+
+
+def _check_under_root(task: dict, folder: Path, paths: list[Path]) -> None:
+    """Frame files, like their folders, must live under the dataset root."""
+    if not task.get("root"):
+        return
+    outside = links_outside(paths, Path(os.path.realpath(task["root"])))
+    if outside:
+        name, target = outside[0]
+        raise ClipFailed(f"frame file {name} in {folder} resolves to {target}, outside the dataset "
+                         f"root {task['root']} (a symlink?); frames must live under the root")
+
+
+def _write_frames(task: dict, folder: Path, files: dict, numbers, notes: list[str]) -> tuple[dict, dict]:
+    """Read, align and write the clip file; (frame number -> grey image, -> transform)."""
+    params = task["params"]
     unique = list(dict.fromkeys(numbers))                  # distinct numbers, time order
-    if task.get("root"):  # frame files, like their folders, must live under the dataset root
-        outside = links_outside([files[n] for n in unique], Path(os.path.realpath(task["root"])))
-        if outside:
-            name, target = outside[0]
-            raise ClipFailed(f"frame file {name} in {folder} resolves to {target}, outside the dataset "
-                             f"root {task['root']} (a symlink?); frames must live under the root")
+    _check_under_root(task, folder, [files[n] for n in unique])
     images = {number: read_frame(files[number]) for number in unique}
     size, enlarge = int(params["size"]), float(params["box_enlarge"])
     if params["align"] == "once":
@@ -133,7 +177,35 @@ def make_clip(task: dict) -> list[str]:
         transforms=np.stack([matrices[n] for n in numbers]).astype(np.float64),
         notes=np.array("; ".join(notes)),
     )
-    return notes
+    return images, matrices
+
+
+def _write_clip_flow(task: dict, folder: Path, selection: dict, images: dict, matrices: dict) -> list[str]:
+    """Write the clip's flow file (`flow_clip`); its notes. The same inputs give the same file
+    whether the clip file was made in this call or reused (the once transform is read back from it)."""
+    if "error" in selection:
+        raise ClipFailed(f"optical flow: {selection['error']}")
+    params, flow = task["params"], task["flow"]
+    onset, apex = selection["numbers"]
+    paths = {int(n): Path(f) for n, f in selection["files"].items()}
+    _check_under_root(task, folder, list(paths.values()))
+    for number in (onset, apex):
+        if number not in images:
+            images[number] = read_frame(paths[number])
+    size, enlarge = int(params["size"]), float(params["box_enlarge"])
+    if params["align"] == "once":
+        matrix = next(iter(matrices.values())) if matrices else load_npz(task["path"])["transforms"][0]
+    else:
+        try:
+            matrix = _fit(images[onset], size, enlarge)
+        except NoFaceError as error:
+            raise ClipFailed(f"optical flow: no face in the onset frame {paths[onset]} ({error})") from None
+    try:
+        write_flow(flow["path"], images[onset], images[apex], matrix, size, flow["method"], int(flow["size"]),
+                   [onset, apex], list(selection["notes"]))
+    except FlowFailed as error:
+        raise ClipFailed(f"optical flow: {error}") from None
+    return list(selection["notes"])
 
 
 def read_frame(path: Path) -> np.ndarray:
