@@ -14,7 +14,8 @@ import torch
 from skimage import data
 from torch.utils.data import DataLoader
 
-from fdpkit.data.preprocess.cache import CacheFileError, check_cache_files, preprocess
+from fdpkit.data.preprocess.cache import preprocess
+from fdpkit.data.preprocess.lookup import CacheFileError, check_cache_files
 from fdpkit.data.dataset import CacheMissError, ClipDataset, ok_rows
 from fdpkit.data.manifest import COLUMNS
 from fdpkit.errors import BadInput

@@ -1,10 +1,12 @@
 """ClipDataset: a torch Dataset over the preprocessing cache and a subset of manifest rows.
 
-Items: ``(frames, dynamic_image, label, clip_uid)`` with ``frames`` float32 (T, 1, H, W) in [-1, 1]
-(``x / 127.5 - 1``), ``dynamic_image`` float32 (H, W) in [0, 1] (``x / 255``), ``label`` the index
-of the row's label in ``classes`` and ``clip_uid`` a str. The normalisation uses fixed constants,
-never statistics of the data. Rows must be usable (status ok in the cache); ``ok_rows`` filters a
-manifest subset down to those and says what it dropped.
+Items: ``(x, dynamic_image, label, clip_uid)``. With ``inputs="frames"`` (default) ``x`` is the
+frames, float32 (T, 1, H, W) in [-1, 1] (``x / 127.5 - 1``); with ``inputs="flow"`` it is the
+cached onset -> apex flow, float32 (3, S, S) (u, v, optical strain as `fdpkit preprocess --flow`
+stored them; the flow models scale it themselves). ``dynamic_image`` float32 (H, W) in [0, 1]
+(``x / 255``), ``label`` the index of the row's label in ``classes`` and ``clip_uid`` a str. The
+normalisation uses fixed constants, never statistics of the data. Rows must be usable (status ok in
+the cache); ``ok_rows`` filters a manifest subset down to those and says what it dropped.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from fdpkit.data.preprocess.cache import load_clip, lookup
 from fdpkit.data.manifest import row_name
+from fdpkit.data.preprocess.lookup import INPUTS, NO_FLOW_HINT, load_clip, lookup, read_flow
 from fdpkit.errors import BadInput
 
 
@@ -67,10 +69,16 @@ class ClipDataset(Dataset):
     Raises CacheMissError at construction, naming the clips, when a row has no usable cache entry
     (never cached, failed, skipped, file gone, or the row changed since preprocessing): filter with
     ``ok_rows`` first. ``preload=True`` reads every clip once and keeps the uint8 arrays (about
-    T*H*W + H*W bytes per clip); conversion to float happens per item either way.
+    T*H*W + H*W bytes per clip; with flow 12*S*S more); conversion to float happens per item either
+    way. ``inputs="flow"`` needs a cache made with ``fdpkit preprocess --flow``: CacheMissError
+    naming the cache otherwise, and naming the clip when its flow is not finite.
     """
 
-    def __init__(self, cache_dir, manifest_rows: pd.DataFrame, classes: list[str], preload: bool = False):
+    def __init__(self, cache_dir, manifest_rows: pd.DataFrame, classes: list[str], preload: bool = False,
+                 inputs: str = "frames"):
+        if inputs not in INPUTS:
+            raise BadInput(f"ClipDataset: inputs must be one of {', '.join(INPUTS)}, got {inputs!r}")
+        self.inputs = inputs
         self.cache_dir = Path(cache_dir)
         self.rows = manifest_rows.reset_index(drop=True).copy()
         self.classes = list(classes)
@@ -91,6 +99,12 @@ class ClipDataset(Dataset):
                 f"(filter with fdpkit.data.dataset.ok_rows):\n  " + "\n  ".join(lines[:10]) + more
             )
         self.paths = found["path"].tolist()
+        self.flow_paths = found["flow_path"].tolist()
+        if inputs == "flow" and not all(self.flow_paths):
+            missing = [uid for uid, path in zip(found["clip_uid"], self.flow_paths) if not path]
+            raise CacheMissError(
+                f"the cache {self.cache_dir} holds no optical flow for {len(missing)} of {len(found)} clip(s) "
+                f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): {NO_FLOW_HINT}")
         self.clip_uids = self.rows["clip_uid"].astype(str).tolist()
         self.labels = np.array([class_index[label] for label in self.rows["label"]], dtype=np.int64)
         self._arrays: list[tuple[np.ndarray, np.ndarray]] | None = None
@@ -101,21 +115,29 @@ class ClipDataset(Dataset):
         return len(self.paths)
 
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(frames uint8 (T, H, W) or flow float32 (3, S, S), dynamic image uint8 (H, W)) of item i."""
+        path = self.paths[i]
         try:
-            data = load_clip(self.paths[i])
-            return data["frames"], data["dynamic_image"]
-        except (OSError, ValueError, KeyError) as error:   # unreadable, corrupt, or an array missing
-            where = "" if str(self.paths[i]) in str(error) else f"{self.paths[i]}: "   # named once
+            data = load_clip(path)
+            image = data["dynamic_image"]
+            if self.inputs == "frames":
+                return data["frames"], image
+            path = self.flow_paths[i]
+            return read_flow(path), image
+        except (OSError, ValueError, KeyError) as error:   # unreadable, corrupt, not finite, an array missing
+            where = "" if str(path) in str(error) else f"{path}: "   # named once
             raise CacheMissError(f"{self.clip_uids[i]}: cannot read the cache file {where}{error}; "
                                  "re-run `fdpkit preprocess` (it re-makes bad files)") from error
 
     def uint8(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """The cached uint8 (frames (T, H, W), dynamic image (H, W)) of item i."""
+        """The cached (frames uint8 (T, H, W), or flow float32 (3, S, S) with inputs="flow"; dynamic
+        image uint8 (H, W)) of item i."""
         return self._arrays[i] if self._arrays is not None else self._read(i)
 
     def __getitem__(self, i: int):
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} clips")
         i = i % len(self)
-        frames, image = self.uint8(i)
-        return frames_to_float(frames), dynamic_image_to_float(image), int(self.labels[i]), self.clip_uids[i]
+        x, image = self.uint8(i)
+        x = frames_to_float(x) if self.inputs == "frames" else torch.from_numpy(x.copy())
+        return x, dynamic_image_to_float(image), int(self.labels[i]), self.clip_uids[i]
