@@ -8,8 +8,10 @@ from __future__ import annotations
 import numpy as np
 
 
-def rank_pooling_coefficients(num_frames: int) -> np.ndarray:
-    """alpha_1..alpha_T as float64; for T = 8: [-8.461, -1.461, 1.039, 2.039, 2.289, 2.089, 1.589, 0.875]."""
+def arp_coefficients(num_frames: int) -> np.ndarray:
+    """Approximate rank pooling weights alpha_1..alpha_T as float64 (numpy; the model's torch twin
+    is `fdpkit.model.rank.rank_pooling_coefficients`); for T = 8:
+    [-8.461, -1.461, 1.039, 2.039, 2.289, 2.089, 1.589, 0.875]."""
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     i = np.arange(1, num_frames + 1, dtype=np.float64)
@@ -27,7 +29,7 @@ def approximate_rank_pooling(frames, normalize: bool = False):
     """
     if frames.ndim not in (3, 4):
         raise ValueError(f"expected (T, H, W) or (T, H, W, C), got shape {tuple(frames.shape)}")
-    alpha = rank_pooling_coefficients(frames.shape[0])
+    alpha = arp_coefficients(frames.shape[0])
     if isinstance(frames, np.ndarray):
         image = np.tensordot(alpha, frames.astype(np.float64), axes=(0, 0))
         if normalize:
