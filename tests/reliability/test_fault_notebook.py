@@ -1,4 +1,4 @@
-"""Invalid notebook parameters: `fdpkit.nb.notebook.check_parameters`, called by every notebook's first cell
+"""Invalid notebook parameters: `fdpkit.nb.params.check_parameters`, called by every notebook's first cell
 after the papermill `parameters` cell, raises ParameterError naming the parameter before any work."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from faultkit import REPO
 
-notebook = pytest.importorskip("fdpkit.nb.notebook")
+from fdpkit.nb import params as notebook
 
 
 @pytest.mark.parametrize("name, value, message", [
