@@ -3,16 +3,19 @@ non-default parameters through the report builder on a tiny SynthME, and a bad p
 in the first cell."""
 
 import json
-
-import numpy as np
 import re
 
 import nbformat
+import numpy as np
 import pytest
 
-from fdpkit.nb import notebook as nb
 from fdpkit.io import read_json
-from fdpkit.nb.report import build_report, report_notebooks
+from fdpkit.nb import notebook as nb
+from fdpkit.nb import params
+from fdpkit.nb.index_page import COMPARISON_FILE, write_index
+from fdpkit.nb.params import ParameterError, Params, check_parameters
+from fdpkit.nb.report import build_report, render_html, report_notebooks
+from fdpkit.viz.records import fold_subjects
 
 NOTEBOOKS = ("01_preprocess", "02_train", "03_loso", "04_ablations", "05_attribution")
 
@@ -55,17 +58,17 @@ def test_notebooks_are_committed_clean():
 ])
 def test_bad_parameter_is_named(bad, name, tiny_synthme, tmp_path):
     args = {"root": str(tiny_synthme), "work_dir": str(tmp_path), **bad}
-    with pytest.raises(nb.ParameterError, match=f"'{name}'"):
-        nb.check_parameters(quiet=True, **args)
+    with pytest.raises(ParameterError, match=f"'{name}'"):
+        check_parameters(quiet=True, **args)
 
 
 def test_defaults_and_smoke_scaling(smoke, tmp_path, capsys):
-    p = nb.check_parameters(steps=60, max_folds=0, jobs=0, ig_steps=32,
-                            ablations=nb.DEFAULT_ABLATIONS, notebook="t")
+    p = check_parameters(steps=60, max_folds=0, jobs=0, ig_steps=32,
+                         ablations=params.DEFAULT_ABLATIONS, notebook="t")
     out = capsys.readouterr().out
-    assert nb.SMOKE_BANNER in out
-    assert p.steps == nb.SMOKE_LIMITS["steps"] and p.max_folds == 2 and p.jobs == 1 and p.ig_steps == 4
-    assert p.ablations == list(nb.SMOKE_ABLATIONS)
+    assert params.SMOKE_BANNER in out
+    assert p.steps == params.SMOKE_LIMITS["steps"] and p.max_folds == 2 and p.jobs == 1 and p.ig_steps == 4
+    assert p.ablations == list(params.SMOKE_ABLATIONS)
     home = tmp_path / "home"
     assert p.root == str(home / "synthme-smoke") and (home / "synthme-smoke" / "synthme.json").exists()
     assert p.work_dir == str(home / "work" / "synthme-smoke")
@@ -132,8 +135,8 @@ def _fake_run(folder, subjects, finished):
 
 
 def test_05_uses_the_run_that_exists_and_says_which(tmp_path, capsys):
-    p = nb.Params(work_dir=str(tmp_path), run="")
-    with pytest.raises(nb.ParameterError, match="run 02_train .* or 03_loso"):
+    p = Params(work_dir=str(tmp_path), run="")
+    with pytest.raises(ParameterError, match="run 02_train .* or 03_loso"):
         nb.pick_run(p)
     (nb.run_dir(tmp_path, "fdp-one-fold") / "folds").mkdir(parents=True)
     _fake_run(nb.run_dir(tmp_path, "fdp-one-fold"), ["synthme/01"], ["synthme/01"])
@@ -144,8 +147,8 @@ def test_05_uses_the_run_that_exists_and_says_which(tmp_path, capsys):
     assert nb.pick_run(p, quiet=True) == nb.run_dir(tmp_path, "fdp-one-fold")  # 03 has no finished fold yet
     _fake_run(nb.run_dir(tmp_path, "fdp"), ["synthme/01", "synthme/02"], ["synthme/02"])
     assert nb.pick_run(p, quiet=True) == nb.run_dir(tmp_path, "fdp")
-    with pytest.raises(nb.ParameterError, match="'run' = 'other'"):
-        nb.pick_run(nb.Params(work_dir=str(tmp_path), run="other"))
+    with pytest.raises(ParameterError, match="'run' = 'other'"):
+        nb.pick_run(Params(work_dir=str(tmp_path), run="other"))
 
 
 def test_replacing_a_run_is_a_sentence_without_cli_flags():
@@ -156,14 +159,7 @@ def test_replacing_a_run_is_a_sentence_without_cli_flags():
     assert text.startswith("The run in runs/fdp was made with other parameters (train.steps (60 -> 30)).")
 
 
-def test_notebook_parts_for_the_02_lesson(tmp_path):
-    import torch
-
-    from fdpkit.model import build_model
-
-    model = build_model("tiny", num_classes=5)
-    table = nb.parameter_table(model).set_index("module")["parameters"]
-    assert table["total"] == sum(p.numel() for p in model.parameters()) == table.drop("total").sum()
+def test_predictions_table_for_the_02_lesson():
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
     predictions = nb.predictions_table(probs, [0, 1], ["a/1", "a/2"], ["x", "y", "z"])
     assert predictions["predicted"].tolist() == ["x", "z"] and predictions["true"].tolist() == ["x", "y"]
@@ -175,7 +171,7 @@ def test_headless_kernels_get_text_progress_bars(monkeypatch):
 
     monkeypatch.setenv("FDPKIT_HEADLESS", "1")
     monkeypatch.setattr(tqdm.auto, "tqdm", object)
-    assert nb.text_progress_when_headless() and tqdm.auto.tqdm is tqdm.std.tqdm
+    assert params.text_progress_when_headless() and tqdm.auto.tqdm is tqdm.std.tqdm
 
 
 def _fake_work(work):
@@ -206,12 +202,11 @@ def _fake_work(work):
 
 def test_index_is_offline_and_shows_every_part(tmp_path):
     from fdpkit import __version__
-    from fdpkit.nb.report import COMPARISON_FILE, _write_index
 
     work = tmp_path / "work"
     _fake_work(work)
     pages = [{"stem": "03_loso", "href": "03_loso.html", "status": "ok", "time": "12 s"}]
-    text = _write_index(tmp_path, "synthme", pages, work, command="fdpkit report --dataset synthme").read_text()
+    text = write_index(tmp_path, "synthme", pages, work, command="fdpkit report --dataset synthme").read_text()
     assert not re.search(r'(src|href)="(https?:)?//', text) and "<style>" in text  # nothing fetched
     assert text.count("data:image/png;base64,") == 3  # headline + two confusion matrices
     assert "0.550 <span class=\"ci\">[0.100, 0.900]</span>" in text and "chance (uniform)" in text
@@ -222,13 +217,11 @@ def test_index_is_offline_and_shows_every_part(tmp_path):
     assert "base seed 5" in text and "logical CPUs" in text and 'href="03_loso.html"' in text
     assert "Comparison with FDP" not in text  # only once a comparison file exists
     (work / "runs" / COMPARISON_FILE).write_text("model,delta_uf1\nfdp-paper,0.03\n")
-    text = _write_index(tmp_path, "synthme", pages, work).read_text()
+    text = write_index(tmp_path, "synthme", pages, work).read_text()
     assert "Comparison with FDP" in text and "fdp-paper" in text
 
 
 def test_notebook_pages_fetch_nothing(tmp_path):
-    from fdpkit.nb.report import _render_html
-
     book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("$x^2$"), nbformat.v4.new_code_cell(
         "1", outputs=[nbformat.v4.new_output("display_data", data={
             "application/vnd.jupyter.widget-view+json": {"model_id": "a", "version_major": 2, "version_minor": 0},
@@ -238,7 +231,7 @@ def test_notebook_pages_fetch_nothing(tmp_path):
     book.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
     path = tmp_path / "n.ipynb"
     nbformat.write(book, str(path))
-    text = _render_html(path).read_text()
+    text = render_html(path).read_text()
     assert not re.search(r'(src|href)="(https?:)?//', text)
     assert "require" not in text.split("<body")[0] and "mathjax" not in text.lower() and "unpkg" not in text
     assert "training: 100%" in text
@@ -251,7 +244,7 @@ def _cells(stem, kind):
 
 def test_02_builds_every_piece_in_view_and_states_no_hard_coded_numbers():
     code = "\n".join(_cells("02_train", "code"))
-    for piece in ("data.dataset(", "build_model(", "nb.parameter_table(model)", "fdp_loss(", "optimiser.step()",
+    for piece in ("data.dataset(", "build_model(", "format_model_info(p.preset", "fdp_loss(", "loso_folds(data.rows", "optimiser.step()",
                   "loss.backward()", "for step in tqdm(", "predict_proba(", "pooled_metrics(",
                   "widgets.ClipInspector", "figures.apex_position", 'nb.run(p, data, "fdp-one-fold"'):
         assert piece in code, piece
@@ -285,7 +278,23 @@ def test_finished_folds_include_those_added_after_the_first_call(tmp_path):
     folder = nb.run_dir(tmp_path, "fdp")
     (folder / "folds").mkdir(parents=True)
     _fake_run(folder, ["synthme/01"], ["synthme/01", "synthme/02", "synthme/03"])
-    assert nb.fold_subjects(folder) == ["synthme/01"]
+    assert fold_subjects(folder) == ["synthme/01"]
     write_json(folder / "summary.json", {"seeds": {"folds": {"synthme/01": 1, "synthme/02": 2}}})
     (folder / "results.csv").write_text("subject_uid,uf1\nsynthme/03,0.5\nsynthme/04,0.1\n")
-    assert nb.fold_subjects(folder) == ["synthme/01", "synthme/02", "synthme/03"]  # 04 has no metrics.json
+    assert fold_subjects(folder) == ["synthme/01", "synthme/02", "synthme/03"]  # 04 has no metrics.json
+
+
+def test_the_ablation_grid_speaks_to_a_notebook_user(monkeypatch, capsys):
+    """04 on a CPU: the skipped released layout is explained in a sentence naming the parameter to set."""
+    import torch
+
+    from fdpkit.nb.ablations import ablation_grid
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    grid = ablation_grid(["fdp", "variant-official", "rank-mean"], preset="tiny")
+    assert [name for name, _ in grid] == ["fdp", "rank-mean"] and grid[1][1] == {"rank_scorer": "mean"}
+    out = capsys.readouterr().out
+    assert "include_official = True in the first cell" in out and "SKIPPED" not in out
+    assert "The fdp entry is preset tiny" in out and out.rstrip().endswith(".")
+    assert [name for name, _ in ablation_grid(["variant-official"], include_official=True, quiet=True)] == [
+        "variant-official"]
