@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from fdpkit.errors import BadInput
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
+DATA_MANIFESTS_ENV = "FDPKIT_DATA_MANIFESTS"
 
 
 def repo_folder(name: str) -> Path:
@@ -20,7 +23,18 @@ def repo_folder(name: str) -> Path:
 
 
 def data_manifests_dir() -> Path:
-    return repo_folder("data_manifests")
+    """The folder of class maps and annotation fixes: $FDPKIT_DATA_MANIFESTS when set, else the
+    checkout's top-level `data_manifests/`. It must hold `protocols/`; otherwise `BadInput`
+    (exit 2) naming the folder and what to do."""
+    override = os.environ.get(DATA_MANIFESTS_ENV)
+    path = Path(override) if override else REPO_DIR / "data_manifests"
+    if not (path / "protocols").is_dir():
+        raise BadInput(
+            f"data_manifests folder not found at {path} (it must hold protocols/ and fixes/). fdpkit "
+            f"reads class maps and annotation fixes from the repository's top-level data_manifests/: "
+            f"install fdpkit in editable mode from the repository (pip install -e .) or set {DATA_MANIFESTS_ENV}"
+        )
+    return path
 
 
 def notebooks_dir() -> Path:

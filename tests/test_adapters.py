@@ -15,10 +15,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 import fixtures_vendor as V  # noqa: E402
 
 from fdpkit.cli import main  # noqa: E402
+from fdpkit import paths  # noqa: E402
 from fdpkit.data import protocols as P  # noqa: E402
+from fdpkit.data.adapters import common as C  # noqa: E402
+from fdpkit.data.adapters import fixes as F  # noqa: E402
 from fdpkit.data.adapters import (AdapterError, build_composite, build_manifest,  # noqa: E402
                                   find_annotations, skipped_path)
 from fdpkit.data.manifest import read_manifest  # noqa: E402
+from fdpkit.errors import BadInput  # noqa: E402
 
 
 def reconciled(summary):
@@ -198,6 +202,8 @@ BAD_ROWS = {  # name: (row edit or folder edit, sheet row, subject, clip, messag
                            "Filename '/etc/EP03_02' is an absolute path"),
     "file name with ..": ({3: (1, "../../EP03_02", 5, "/", 12, "4+9", "disgust")}, 3, "01", "../../EP03_02",
                           "Filename '../../EP03_02' contains '..'"),
+    "file name naming no folder": ({3: (1, "./", 5, "/", 12, "4+9", "disgust")}, 3, "01", "./",
+                                   "Filename './' names no folder"),
     "negative offset": ({5: (2, "EP06_01f", 4, 7, -5, "1+2", "surprise")}, 5, "02", "EP06_01f",
                         "offset '-5' is negative"),
     "exponent frame number": ({5: (2, "EP06_01f", "1e1", 7, 11, "1+2", "surprise")}, 5, "02", "EP06_01f",
@@ -209,6 +215,20 @@ BAD_ROWS = {  # name: (row edit or folder edit, sheet row, subject, clip, messag
     "bad frame number": ({5: (2, "EP06_01f", "4a", 7, 11, "1+2", "surprise")}, 5, "02", "EP06_01f",
                          "onset '4a' is not a frame number"),
 }
+
+
+def test_one_reading_of_ids_for_tidying_comparing_and_the_path_check():
+    """`id_parts` is the one reading of a sheet id: what the manifest writes (`tidy_id`), how ids
+    are compared (`clip_key`) and which ids are refused (`path_problem`) all follow from it."""
+    for text in ("EP01_01", "EP01_01/.", "./EP01_01", "EP01_01\\", " EP01_01 "):
+        assert C.id_parts(text) == ("EP01_01",) and C.tidy_id(text) == "EP01_01"
+        assert C.clip_key(text) == C.clip_key("ep01_01") == "ep01_01" and C.path_problem(text, "Filename") is None
+    assert C.path_problem("sub01\\EP01_01", "Filename") == "Filename 'sub01\\\\EP01_01' is a path, not one folder name"
+    assert "contains '..'" in C.path_problem("..\\EP01", "Filename")
+    assert "absolute path" in C.path_problem("\\EP01", "Filename") and "absolute path" in C.path_problem("C:EP01", "Subject")
+    for text in (".", "./", ".\\"):
+        assert C.path_problem(text, "Filename") == (f"Filename {text!r} names no folder; the sheet must name a "
+                                                    "folder under the dataset root")
 
 
 def _bad_corpus(tmp_path, case):
@@ -274,11 +294,11 @@ def test_annotation_discovery_none_or_ambiguous(tmp_path):
 def fixes_dir(tmp_path, monkeypatch):
     """A copy of data_manifests/ whose fixes/casme2.csv the test writes."""
     copy = tmp_path / "manifests"
-    shutil.copytree(P.data_manifests_dir(), copy)
-    monkeypatch.setenv(P.ENV_VAR, str(copy))
+    shutil.copytree(paths.data_manifests_dir(), copy)
+    monkeypatch.setenv(paths.DATA_MANIFESTS_ENV, str(copy))
 
     def write(*lines):
-        (copy / "fixes" / "casme2.csv").write_text("\n".join([",".join(P.FIX_COLUMNS), *lines]) + "\n")
+        (copy / "fixes" / "casme2.csv").write_text("\n".join([",".join(F.FIX_COLUMNS), *lines]) + "\n")
     return write
 
 
@@ -339,7 +359,7 @@ def test_malformed_fixes_file(tmp_path, fixes_dir, line, message):
 
 def test_row_index_keyed_fixes_are_refused(tmp_path, fixes_dir):
     fixes_dir()
-    path = P.fixes_path("casme2")
+    path = F.fixes_path("casme2")
     path.write_text("subject,clip,data_index,field,old,new,reason,sheet\n,,1,apex,missing,9,x,\n")
     with pytest.raises(P.ProtocolError, match="keyed by 'data_index'"):
         build_manifest("casme2", V.make_casme2(tmp_path / "c"))
@@ -356,7 +376,7 @@ def test_casme3_fix_keyed_by_onset_where_a_file_name_repeats(tmp_path, monkeypat
     got = manifest.rows.set_index("clip")
     assert (got.loc["e_1812", "offset"], got.loc["e_2327", "offset"], got.loc["e_1731", "offset"]) == (1845, 2403, 1749)
     assert got.loc["e_1731", "fixes"] == "" and summary["fixes_applied"] == 2
-    assert summary["sources"]["casme3"]["fixes_not_in_sheet"] == len(P.load_fixes("casme3")) - 2
+    assert summary["sources"]["casme3"]["fixes_not_in_sheet"] == len(F.load_fixes("casme3")) - 2
 
 
 # ---------------------------------------------------------------------------- shipped data
@@ -367,16 +387,21 @@ def test_shipped_protocols_and_fixes_are_well_formed():
     for dataset, default in [("casme2", "casme2_5class"), ("samm", "samm_5class"), ("casme_sq", "casme_sq_4class"),
                              ("casme3", "casme3_7class"), ("synthme", "synthme_5class")]:
         assert P.default_protocol(dataset).name == default
-        for fix in P.load_fixes(dataset):   # natural key, a verifiable old value, a cited source
+        for fix in F.load_fixes(dataset):   # natural key, a verifiable old value, a cited source
             assert fix.subject and fix.clip and fix.reason and fix.source and fix.old not in ("", "*"), fix
-    assert [len(P.load_fixes(d)) for d in ("casme2", "samm", "casme3", "casme_sq")] == [1, 2, 7, 0]
+    assert [len(F.load_fixes(d)) for d in ("casme2", "samm", "casme3", "casme_sq")] == [1, 2, 7, 0]
     assert P.load_protocol("composite_3class").datasets == ["casme2", "casme3", "casme_sq", "samm"]
 
 
-def test_missing_data_manifests_folder_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv(P.ENV_VAR, str(tmp_path / "nowhere"))
-    with pytest.raises(P.ProtocolError, match="data_manifests folder not found"):
+def test_missing_data_manifests_folder_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(paths.DATA_MANIFESTS_ENV, str(tmp_path / "nowhere"))
+    with pytest.raises(BadInput, match="data_manifests folder not found"):
         P.load_protocol("casme2_5class")
+    root = V.make_samm(tmp_path / "samm")
+    assert main(["manifest", "--dataset", "samm", "--root", str(root), "--out", str(tmp_path / "m.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"fdpkit manifest: data_manifests folder not found at {tmp_path / 'nowhere'}")
+    assert "FDPKIT_DATA_MANIFESTS" in err and "\n" not in err
 
 
 # ------------------------------------------------------------------------------------------ CLI

@@ -162,7 +162,9 @@ def manifest_hash(rows: pd.DataFrame) -> str:
     return sha256_bytes(text.encode("utf-8"))
 
 
-def summarize(rows: pd.DataFrame) -> dict:
+def manifest_summary(rows: pd.DataFrame) -> dict:
+    """Counts of a manifest for its meta file: clips, subjects, clips per class and per dataset, rows
+    with an estimated apex, with fixes and with notes."""
     rows = normalise(rows)
     return {
         "clips": int(len(rows)),
@@ -190,7 +192,7 @@ def write_manifest(manifest: Manifest, path) -> Path:
         "sheets": {d: s.get("sheet", "") for d, s in manifest.summary.get("sources", {}).items()},
         "classes": list(manifest.classes),
         "datasets": sorted(rows["dataset"].unique().tolist()),
-        "summary": {**summarize(rows), **manifest.summary},
+        "summary": {**manifest_summary(rows), **manifest.summary},
         "fdpkit_version": __version__,
         "manifest_sha256": sha256_bytes(text.encode("utf-8")),
     }

@@ -7,7 +7,8 @@ Manifest `subject` is the two-digit number of the folder (`sub01` -> `01`); `cli
 
 from __future__ import annotations
 
-from .common import Adapter, RowError, SheetRow, number_id
+from .common import Adapter
+from .sheets import RowError, SheetRow, number_id
 
 
 class Casme2(Adapter):

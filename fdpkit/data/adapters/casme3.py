@@ -12,7 +12,7 @@ Manifest `subject` is spelled as in the sheet (`spNO.1`; folders spelled `spNo.1
 case-insensitive match). One video can hold several expressions, so the same Filename can appear
 several times for one subject: such rows get the clip id `<Filename>_<onset>` (onset as written in
 the sheet, before fixes); a Filename that appears once keeps the plain `<Filename>` as its clip id.
-The real videos have dropped frames: see MAX_MISSING_SHARE in `fdpkit.data.adapters`.
+The real videos have dropped frames: see MAX_MISSING_SHARE in `fdpkit.data.adapters.collect`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from .common import Adapter, RowError, SheetRow, relative
+from .common import Adapter, relative
+from .sheets import RowError, SheetRow
 
 
 class Casme3(Adapter):

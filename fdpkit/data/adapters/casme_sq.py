@@ -27,8 +27,9 @@ from pathlib import Path
 
 from fdpkit.data.protocols import emotion_key
 
-from .common import (Adapter, RowError, SheetRow, cell_text, choose_sheet, find_header, parse_frame,
-                     read_workbook, records, relative, table_from_sheet)
+from .common import Adapter, relative
+from .sheets import (RowError, SheetRow, cell_text, choose_sheet, find_header, parse_frame, read_workbook, records,
+                     table_from_sheet)
 
 POSITIONAL = ("subject", "clip", "onset", "apex", "offset", "aus", "emotion", "type", "self_report")
 

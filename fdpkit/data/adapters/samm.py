@@ -8,7 +8,8 @@ Manifest `subject` is the three-digit folder name (`6` or `006` -> `006`); `clip
 
 from __future__ import annotations
 
-from .common import Adapter, RowError, SheetRow, number_id
+from .common import Adapter
+from .sheets import RowError, SheetRow, number_id
 
 
 class Samm(Adapter):
