@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from fdpkit.explain import attribution as A
+from fdpkit.explain import regions as R
+from fdpkit.explain import rollout
 from fdpkit.model import build_model
 
 
@@ -69,23 +71,23 @@ def test_region_share_bounds_and_extremes():
     image = rng.normal(size=(8, 16, 16))
     mask = np.zeros((16, 16), bool)
     mask[4:8, 4:12] = True
-    share = A.region_share(image, mask)
+    share = R.region_share(image, mask)
     assert 0.0 <= share <= 1.0
-    assert A.region_share(image, np.ones_like(mask)) == pytest.approx(1.0)
-    assert A.region_share(image, np.zeros_like(mask)) == 0.0
-    assert A.area_share(mask) == pytest.approx(32 / 256)
+    assert R.region_share(image, np.ones_like(mask)) == pytest.approx(1.0)
+    assert R.region_share(image, np.zeros_like(mask)) == 0.0
+    assert R.area_share(mask) == pytest.approx(32 / 256)
     face = np.zeros_like(mask)
     face[:, :8] = True
-    assert A.area_share(mask, face) == pytest.approx(16 / 128)
-    scores = A.region_scores(np.abs(image), mask, face)
+    assert R.area_share(mask, face) == pytest.approx(16 / 128)
+    scores = R.region_scores(np.abs(image), mask, face)
     assert all(0.0 <= v <= 1.0 for v in scores.values())
 
 
 def test_warp_mask_identity_and_scale():
     mask = np.zeros((64, 64), bool)
     mask[10:20, 30:40] = True
-    np.testing.assert_array_equal(A.warp_mask(mask, np.array([[1.0, 0, 0], [0, 1.0, 0]]), 64), mask)
-    half = A.warp_mask(mask, np.array([[0.5, 0, 0], [0, 0.5, 0]]), 32)
+    np.testing.assert_array_equal(R.warp_mask(mask, np.array([[1.0, 0, 0], [0, 1.0, 0]]), 64), mask)
+    half = R.warp_mask(mask, np.array([[0.5, 0, 0], [0, 0.5, 0]]), 32)
     assert half.sum() == pytest.approx(25, abs=10) and half[7, 17]
 
 
@@ -102,11 +104,11 @@ def test_rank_attribution_completeness(model, clip):
 
 def test_rollout_rows_sum_to_one(model, clip):
     attentions = model(clip, return_attention=True).attentions
-    joint = A.rollout_matrix(attentions, A.gra_kernels(model))
+    joint = rollout.rollout_matrix(attentions, rollout.gra_kernels(model))
     assert joint.shape[0] == 8 and joint.shape[-1] == attentions[0].shape[-2]
     np.testing.assert_allclose(joint.sum(dim=-1).numpy(), 1.0, rtol=1e-5)
     assert (joint >= 0).all()
-    maps = A.attention_maps(model, clip)
+    maps = rollout.attention_maps(model, clip)
     assert maps.shape == (1, 8, 64, 64)
     np.testing.assert_allclose(maps.sum(axis=(-2, -1)), 1.0, rtol=1e-5)
 
@@ -115,16 +117,16 @@ def test_rollout_of_synthetic_attention_with_spatial_reduction():
     torch.manual_seed(0)
     first = torch.softmax(torch.randn(3, 2, 16, 4), dim=-1)   # 4x4 grid, keys pooled by 4
     second = torch.softmax(torch.randn(3, 1, 4, 4), dim=-1)   # 2x2 grid
-    joint = A.rollout_matrix([first, second], [4, 1], residual=0.3)
+    joint = rollout.rollout_matrix([first, second], [4, 1], residual=0.3)
     assert joint.shape == (3, 4, 16)
     np.testing.assert_allclose(joint.sum(dim=-1).numpy(), 1.0, rtol=1e-6)
 
 
 def test_model_without_attention_says_so():
     cnn = build_model("tiny", num_classes=3, encoder="cnn").eval()
-    assert A.gra_kernels(cnn) == []
+    assert rollout.gra_kernels(cnn) == []
     with pytest.raises(ValueError, match="no GRA block"):
-        A.rollout_matrix([])
+        rollout.rollout_matrix([])
 
 
 def test_class_average_maps_are_normalised():
@@ -153,9 +155,9 @@ def test_region_table_names_methods_that_fail_the_chance_check():
     inside = np.where(region, 1.0, 0.05)
     records = [{"maps": {"focused": inside, "uniform": np.ones((t, size, size))}, "attention": None}
                for _ in range(3)]
-    table = A.region_table(records, [(region, face)] * 3, ["focused", "uniform"]).set_index("method")
+    table = R.region_score_table(records, [(region, face)] * 3, ["focused", "uniform"]).set_index("method")
     assert table.loc["focused", "verdict"] == "better than chance" and table.loc["focused", "clips_above_chance"] == 3
     assert table.loc["uniform", "attribution_share_face"] == pytest.approx(table.loc["uniform", "area_share_face"])
     assert table.loc["uniform", "verdict"].startswith("FAILS") and table.loc["uniform", "lift"] == pytest.approx(1.0)
-    assert A.region_verdict(float("nan"), 0.2, 0, 3).startswith("FAILS")
-    assert A.region_verdict(0.5, 0.2, 1, 3).startswith("FAILS")  # most clips below chance
+    assert R.region_verdict(float("nan"), 0.2, 0, 3).startswith("FAILS")
+    assert R.region_verdict(0.5, 0.2, 1, 3).startswith("FAILS")  # most clips below chance

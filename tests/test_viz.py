@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from fdpkit.viz import figures
+from fdpkit.viz import attribution_figures, figures
 
 CLASSES = ["happiness", "disgust", "others"]
 
@@ -41,11 +41,11 @@ def test_static_figures_build():
         figures.dynamic_images(clips), figures.rank_scores(clips),
         figures.confusion([[3, 1, 0], [0, 2, 2], [1, 0, 5]], CLASSES), figures.per_subject_bars(results),
         figures.metric_bars(table, chance=0.2),
-        figures.frame_mass({"ig": [np.full(8, 1 / 8), np.linspace(0, 0.25, 8)]}),
-        figures.overlays(clips[0]["frames"], clips[0]["maps"]["saliency"], numbers=clips[0]["frame_numbers"]),
-        figures.class_maps({"a": np.ones((32, 32)), "b": np.eye(32)}, background=clips[0]["frames"][0]),
-        figures.region_shares(pd.DataFrame({"method": ["ig"], "attribution_share": [0.4], "area_share": [0.1]})),
-        figures.clip_view(clips[0], 3), figures.attribution_view(clips[0], "saliency", 2, 0.7),
+        attribution_figures.frame_mass_profiles({"ig": [np.full(8, 1 / 8), np.linspace(0, 0.25, 8)]}),
+        attribution_figures.overlays(clips[0]["frames"], clips[0]["maps"]["saliency"], numbers=clips[0]["frame_numbers"]),
+        attribution_figures.class_maps({"a": np.ones((32, 32)), "b": np.eye(32)}, background=clips[0]["frames"][0]),
+        attribution_figures.region_shares(pd.DataFrame({"method": ["ig"], "attribution_share": [0.4], "area_share": [0.1]})),
+        figures.clip_view(clips[0], 3), attribution_figures.attribution_view(clips[0], "saliency", 2, 0.7),
     ]
     for fig in built:
         assert isinstance(fig, Figure) and fig.axes
@@ -138,26 +138,26 @@ def _colorbar_labels(fig):
                                         (np.zeros((8, 32, 32)), "all zero")])
 def test_flat_maps_are_drawn_as_such_not_stretched(heat, word):
     frames = record(1)["frames"]
-    fig = figures.overlays(frames, heat, title="attention roll-out", units=figures.MAP_UNITS["attention"])
+    fig = attribution_figures.overlays(frames, heat, title="attention roll-out", units=attribution_figures.MAP_UNITS["attention"])
     fig.canvas.draw()
     assert word in fig._suptitle.get_text()
     assert all(len(ax.images) == 1 for ax in fig.axes)  # the face only: no colour layer
-    assert figures.map_kind(heat) == word and figures.map_kind(record(1)["maps"]["saliency"]) is None
+    assert attribution_figures.map_kind(heat) == word and attribution_figures.map_kind(record(1)["maps"]["saliency"]) is None
 
 
 def test_overlays_and_dynamic_images_have_colorbars_with_units():
     clip = record(2)
     maps = clip["maps"]["integrated_gradients"].copy()
     maps[0] = 0  # IG's baseline frame
-    fig = figures.overlays(clip["frames"], maps, units=figures.MAP_UNITS["integrated_gradients"])
-    assert _colorbar_labels(fig) == [figures.MAP_UNITS["integrated_gradients"]]
+    fig = attribution_figures.overlays(clip["frames"], maps, units=attribution_figures.MAP_UNITS["integrated_gradients"])
+    assert _colorbar_labels(fig) == [attribution_figures.MAP_UNITS["integrated_gradients"]]
     assert len(fig.axes[0].images) == 1 and len(fig.axes[1].images) == 2  # frame 0 not coloured
     assert _colorbar_labels(figures.dynamic_images([clip])) == [figures.DI_UNITS]
     assert _colorbar_labels(figures.clip_view(clip, 2)) == [figures.DI_UNITS]
     assert _colorbar_labels(figures.clip_grid([clip])) == [figures.DI_UNITS]
-    view = figures.attribution_view(clip, "saliency")
-    assert _colorbar_labels(view) == [figures.MAP_UNITS["saliency"]] * 2
-    assert _colorbar_labels(figures.class_maps({"a": np.eye(32)}, background=clip["frames"][0]))
+    view = attribution_figures.attribution_view(clip, "saliency")
+    assert _colorbar_labels(view) == [attribution_figures.MAP_UNITS["saliency"]] * 2
+    assert _colorbar_labels(attribution_figures.class_maps({"a": np.eye(32)}, background=clip["frames"][0]))
 
 
 def test_explorer_opens_where_the_method_is_defined():
@@ -179,3 +179,23 @@ def test_legends_and_labels_do_not_hide_bars():
     assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1  # beside the bars
     bars = figures.per_subject_bars(pd.DataFrame({"subject": ["01"], "uf1": [0.4], "accuracy": [0.5]}))
     assert "subject" in bars.axes[0].get_xlabel()
+
+
+@pytest.mark.parametrize("view", ["ClipInspector", "AttributionExplorer"])
+def test_a_new_clip_relabels_the_slider_and_opens_on_its_frame_with_one_redraw(view, monkeypatch):
+    """One clip-change handler for both views: the slider takes the new clip's frame numbers and the
+    view's opening frame (apex for the inspector, the most attributed frame for the explorer), and
+    the view is drawn once, not once per control it moves."""
+    widgets = pytest.importorskip("fdpkit.viz.widgets")
+    clips = [record(1), record(2, t=6)]
+    clips[1]["maps"]["saliency"] = clips[1]["maps"]["saliency"][:6]
+    clips[1]["maps"]["integrated_gradients"] = clips[1]["maps"]["integrated_gradients"][:6]
+    clips[1]["maps"]["integrated_gradients"][4] *= 10
+    widget = getattr(widgets, view)(clips)
+    drawn = []
+    original = type(widget).draw
+    monkeypatch.setattr(type(widget), "draw", lambda self: drawn.append(1) or original(self))
+    widget.clip.value = 1
+    expected = figures.apex_position(clips[1]) if view == "ClipInspector" else 4
+    assert widget.state["frame"] == expected and len(drawn) == 1
+    assert [label for label, _ in widget.frame.options] == [f"#{n}" for n in clips[1]["frame_numbers"]]

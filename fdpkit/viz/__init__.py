@@ -1,18 +1,9 @@
 """Figures (static, matplotlib/seaborn) and widgets (ipywidgets) built on them.
 
-    from fdpkit.viz import figures, widgets
-    figures.confusion(matrix, labels)          # -> matplotlib Figure
-    widgets.ClipInspector(records)             # interactive; figures.clip_view is its static twin
+    from fdpkit.viz import attribution_figures, figures, widgets
+    figures.confusion(matrix, labels)              # -> matplotlib Figure
+    attribution_figures.overlays(frames, maps)     # what the model looks at
+    widgets.ClipInspector(records)                 # interactive; figures.clip_view is its static twin
+
+`records` reads what they draw from the work folder; `panels` holds the drawing primitives.
 """
-
-from fdpkit.viz import figures
-
-__all__ = ["figures", "widgets"]
-
-
-def __getattr__(name):
-    if name == "widgets":  # ipywidgets is imported only when the widgets are used
-        import importlib
-
-        return importlib.import_module("fdpkit.viz.widgets")
-    raise AttributeError(name)

@@ -5,7 +5,7 @@ A clip record is a dict: clip_uid, frame_dir, frames uint8 (T, H, W), frame_numb
 transforms (T, 2, 3) (the cache's alignment matrices), onset/apex/offset, dynamic_image (target,
 [0, 1]), label, label_name, classes; with a model also probs (C,), pred, rank_scores (K, T) and
 pred_dynamic_image; after `attribution_records` also maps, mass, rank, rank_frames, attention.
-`fdpkit.nb.notebook` re-exports these functions for the notebooks.
+The notebooks import these functions from here.
 """
 
 from __future__ import annotations
@@ -14,13 +14,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from fdpkit.data.preprocess.cache import load_clip, lookup
+from fdpkit.explain.attribution import explain_records
+from fdpkit.explain.regions import region_score_table, synthme_regions
+from fdpkit.io import read_json
+from fdpkit.loso.folds import fold_dirname
+from fdpkit.loso.metrics import METRICS
+from fdpkit.model import build
+from fdpkit.train.loop import load_selected
 
 
 def fold_subjects(run_folder) -> list[str]:
     """subject_uids of the finished folds of a run."""
-    from fdpkit.loso.folds import fold_dirname
-    from fdpkit.io import read_json
-
     if not (Path(run_folder) / "config.json").exists():
         raise FileNotFoundError(f"There is no run in {run_folder} yet: run 02_train (one fold) or 03_loso "
                                 "(every fold) with the same work_dir first.")
@@ -37,11 +45,6 @@ def fold_subjects(run_folder) -> list[str]:
 
 def load_fold_model(run_folder, subject_uid: str):
     """The trained model of one fold (eval mode), rebuilt from the run's config."""
-    from fdpkit.model import build
-    from fdpkit.loso.folds import fold_dirname
-    from fdpkit.io import read_json
-    from fdpkit.train.loop import load_selected
-
     config = read_json(Path(run_folder) / "config.json")
     model = build(config["model"], config["preset"], num_classes=len(config["manifest"]["classes"]),
                   **config["model_overrides"])
@@ -51,10 +54,6 @@ def load_fold_model(run_folder, subject_uid: str):
 
 def clip_records(model, data, rows: pd.DataFrame) -> list[dict]:
     """Model outputs for some clips, as the records `fdpkit.viz` draws (see figures.py)."""
-    import torch
-
-    from fdpkit.data.preprocess.cache import load_clip, lookup
-
     dataset = data.dataset(rows)
     found = lookup(data.cache_dir, dataset.rows)
     x = torch.stack([dataset[i][0] for i in range(len(dataset))])
@@ -82,10 +81,6 @@ def attribution_records(p, data, run_folder, methods, max_folds: int = 2,
     """Held-out clips of up to ``max_folds`` finished folds (spread over the subjects), each
     explained by its own fold's model (`fdpkit.explain.attribution.explain_records`); a tqdm bar over
     the clips when ``progress``."""
-    from tqdm.auto import tqdm
-
-    from fdpkit.explain.attribution import explain_records
-
     subjects = fold_subjects(run_folder)
     if not subjects:
         raise RuntimeError(f"There is no finished fold in {run_folder} yet: run 02_train (one fold) or "
@@ -108,8 +103,6 @@ def attribution_records(p, data, run_folder, methods, max_folds: int = 2,
 
 
 def train_log(run_folder, subject_uid: str) -> pd.DataFrame:
-    from fdpkit.loso.folds import fold_dirname
-
     return pd.read_csv(Path(run_folder) / "folds" / fold_dirname(subject_uid) / "train_log.csv")
 
 
@@ -132,16 +125,14 @@ def mean_face(records: list[dict]) -> np.ndarray:
 
 
 def region_table(p, records: list[dict], methods) -> pd.DataFrame:
-    """SynthME only: `fdpkit.explain.attribution.region_table` with the ground truth of ``p.root`` (an
+    """SynthME only: `fdpkit.explain.regions.region_score_table` with the ground truth of ``p.root`` (an
     empty table, and a printed note, for other corpora)."""
-    from fdpkit.explain.attribution import region_table as table, synthme_regions
-
     if p.dataset != "synthme" or not (Path(p.root) / "ground_truth.csv").exists():
         print("no ground-truth regions for this dataset (SynthME only)")
         return pd.DataFrame()
     size = records[0]["frames"].shape[-1]
     regions = synthme_regions(p.root, [r["frame_dir"] for r in records], [r["transforms"] for r in records], size)
-    return table(records, regions, [m for m in methods if m != "attention_rollout"])
+    return region_score_table(records, regions, [m for m in methods if m != "attention_rollout"])
 
 
 def sample_rows(rows: pd.DataFrame, n: int, seed: int = 0, by_class: bool = True) -> pd.DataFrame:
@@ -157,9 +148,6 @@ def sample_rows(rows: pd.DataFrame, n: int, seed: int = 0, by_class: bool = True
 
 def comparison_table(p, names) -> pd.DataFrame:
     """Pooled metrics with intervals of finished runs ``work_dir/runs/<name>``."""
-    from fdpkit.io import read_json
-    from fdpkit.loso.metrics import METRICS
-
     rows = []
     for name in names:
         path = Path(p.work_dir) / "runs" / name / "summary.json"
@@ -176,8 +164,6 @@ def comparison_table(p, names) -> pd.DataFrame:
 
 def pooled_table(summary: dict) -> pd.DataFrame:
     """Pooled metrics of a run summary with their intervals and chance levels, one row per metric."""
-    from fdpkit.loso.metrics import METRICS
-
     chance = summary.get("chance", {})
     return pd.DataFrame([{"metric": m, "pooled": summary["pooled"][m], "ci_low": summary["ci"]["intervals"][m][0],
                           "ci_high": summary["ci"]["intervals"][m][1],

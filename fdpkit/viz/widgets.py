@@ -1,11 +1,12 @@
-"""Interactive views (ipywidgets) built on the static figures of `fdpkit.viz.figures`.
+"""Interactive views (ipywidgets) built on the static figures of `fdpkit.viz.figures` and
+`fdpkit.viz.attribution_figures`.
 
 Widget state does not survive papermill, so notebooks run headless show the static counterpart
-(`figures.clip_view`, `figures.attribution_view`); these classes redraw the same figures when a
+(`figures.clip_view`, `attribution_figures.attribution_view`); these classes redraw the same figures when a
 control changes. Each keeps the figure it drew last in ``.figure`` and its current selection in
 ``.state`` so that tests can drive it: ``inspector.frame.value = 3`` -> ``inspector.state["frame"]``.
 
-    inspector = ClipInspector(records)        # records: fdpkit.nb.notebook clip records
+    inspector = ClipInspector(records)        # records: fdpkit.viz.records clip records
     inspector                                  # shows the controls and the view in Jupyter
     explorer = AttributionExplorer(records)    # records with "maps": {method: (T, H, W)}
 
@@ -24,7 +25,11 @@ from __future__ import annotations
 import os
 from typing import Callable, Sequence
 
-from fdpkit.viz import figures
+import ipywidgets as w
+from IPython import get_ipython
+from IPython.display import display
+
+from fdpkit.viz import attribution_figures, figures
 
 
 def headless() -> bool:
@@ -33,10 +38,6 @@ def headless() -> bool:
     for name in ("FDPKIT_HEADLESS", "FDPKIT_SMOKE"):
         if os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no"):
             return True
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return True
     shell = get_ipython()
     return shell is None or str(getattr(shell.history_manager, "hist_file", "")) == ":memory:"
 
@@ -61,8 +62,6 @@ class _View:
     """Controls + an Output holding the current figure; `.widget` is the whole box."""
 
     def __init__(self, controls: list):
-        import ipywidgets as w
-
         self.output = w.Output()
         self.controls = controls
         self.widget = w.VBox([w.HBox(controls), self.output])
@@ -72,17 +71,25 @@ class _View:
             control.observe(self._changed, names="value")
 
     _quiet = False  # True while a view updates its own controls (one redraw, not one per control)
+    clip = None  # the clip Dropdown of a view that has one (with ``frame``, the frame slider, and ``_get``)
 
-    def _changed(self, _change=None) -> None:
-        if not self._quiet:
-            self.redraw()
+    def _changed(self, change=None) -> None:
+        """Redraw once per change; a new clip first relabels the frame slider for that clip and moves it
+        to the view's opening frame (`_opening_frame`)."""
+        if self._quiet:
+            return
+        if self.clip is not None and change is not None and change.get("owner") is self.clip:
+            record = self._get(self.clip.value)
+            _set_frames(self, self.frame, record, self._opening_frame(record))
+        self.redraw()
+
+    def _opening_frame(self, record: dict) -> int:
+        return 0
 
     def draw(self):  # pragma: no cover - overridden
         raise NotImplementedError
 
     def redraw(self):
-        from IPython.display import display
-
         self.figure = self.draw()
         self.output.clear_output(wait=True)
         with self.output:
@@ -99,8 +106,6 @@ class _View:
 def frame_slider(record: dict, value: int = 0):
     """A slider over the sampled positions labelled with the original frame numbers (as the
     panel titles: ``#19``); its ``.value`` is the position 0..T-1."""
-    import ipywidgets as w
-
     return w.SelectionSlider(options=frame_options(record), value=value, description="frame",
                              continuous_update=False)
 
@@ -128,8 +133,6 @@ class ClipInspector(_View):
     (and cached)."""
 
     def __init__(self, records: Sequence[dict] | tuple[int, Callable[[int], dict]], labels=None):
-        import ipywidgets as w
-
         self._get, n = _source(records)
         labels = labels or [self._label(i) for i in range(n)]
         self.clip = w.Dropdown(options=[(label, i) for i, label in enumerate(labels)], value=0,
@@ -142,13 +145,8 @@ class ClipInspector(_View):
     def _label(self, i: int) -> str:
         return str(i)
 
-    def _changed(self, change=None) -> None:
-        if self._quiet:
-            return
-        if change is not None and change.get("owner") is self.clip:
-            record = self._get(self.clip.value)
-            _set_frames(self, self.frame, record, figures.apex_position(record))
-        self.redraw()
+    def _opening_frame(self, record: dict) -> int:
+        return figures.apex_position(record)
 
     def draw(self):
         record = self._get(self.clip.value)
@@ -160,8 +158,6 @@ class AttributionExplorer(_View):
     """Pick a clip and a method, a frame and the overlay strength."""
 
     def __init__(self, records: Sequence[dict] | tuple[int, Callable[[int], dict]], methods=None, labels=None):
-        import ipywidgets as w
-
         self._get, n = _source(records)
         first = self._get(0)
         methods = list(methods or first["maps"])
@@ -169,26 +165,20 @@ class AttributionExplorer(_View):
         self.clip = w.Dropdown(options=[(label, i) for i, label in enumerate(labels)], value=0,
                                description="clip")
         self.method = w.Dropdown(options=methods, value=methods[0], description="method")
-        self.frame = frame_slider(first, figures.default_frame(first, methods[0]))
+        self.frame = frame_slider(first, attribution_figures.default_frame(first, methods[0]))
         self.alpha = w.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="overlay")
         super().__init__([self.clip, self.method, self.frame, self.alpha])
         self.redraw()
 
-    def _changed(self, change=None) -> None:
-        """A new clip relabels the frame slider and opens on the frame where the method
-        attributes most (never IG's all-zero baseline frame)."""
-        if self._quiet:
-            return
-        if change is not None and change.get("owner") is self.clip:
-            record = self._get(self.clip.value)
-            _set_frames(self, self.frame, record, figures.default_frame(record, self.method.value))
-        self.redraw()
+    def _opening_frame(self, record: dict) -> int:
+        """The frame where the method attributes most (never IG's all-zero baseline frame)."""
+        return attribution_figures.default_frame(record, self.method.value)
 
     def draw(self):
         record = self._get(self.clip.value)
         self.state = {"clip": self.clip.value, "clip_uid": record.get("clip_uid"), "method": self.method.value,
                       "frame": self.frame.value, "alpha": self.alpha.value}
-        return figures.attribution_view(record, self.method.value, self.frame.value, self.alpha.value)
+        return attribution_figures.attribution_view(record, self.method.value, self.frame.value, self.alpha.value)
 
 
 def _source(records):
