@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from fdpkit.data.preprocess.cache import load_clip, lookup
+from fdpkit.data.preprocess.lookup import load_clip, lookup
 from fdpkit.explain.attribution import explain_records
 from fdpkit.explain.regions import region_score_table, synthme_regions
 from fdpkit.io import read_json
