@@ -236,3 +236,16 @@ def test_cli_reads_the_flow_option(synthme, tmp_path):
     assert run_cli(args) == 0
     assert L.flow_settings(tmp_path)["method"] == "dis"
     assert (L.read_index(tmp_path)["flow_file"] != "").all()
+
+
+def test_workers_give_identical_flow_files(synthme, tmp_path):
+    """Spawned workers (one OpenCV thread each) and the main process (OpenCV's default threads)
+    write the same bytes."""
+    _, manifest, _ = synthme
+    method = "tvl1" if has_tvl1() else "dis"
+    serial = preprocess(manifest.rows, tmp_path / "w1", flow=method, workers=1, **PRE)
+    parallel = preprocess(manifest.rows, tmp_path / "w2", flow=method, workers=2, **PRE)
+    pd.testing.assert_frame_equal(serial, parallel)
+    assert {k: v[0] for k, v in files_of(tmp_path / "w1", "*.npz").items()} == \
+        {k: v[0] for k, v in files_of(tmp_path / "w2", "*.npz").items()}
+    assert len(list((tmp_path / "w1").glob("*.flow.npz"))) == len(manifest.rows)

@@ -10,6 +10,8 @@ runs in a fresh process (`fdpkit_bench.harness.run_case`), so its peak RSS is it
   modes; also checks that every mode's outputs match the reference (`max_abs_diff`).
 * `preprocess_case`: clips/s of `preprocess(align="once")` vs ``"per-frame"`` on a small SynthME.
 * `loso_case`: wall time of a SynthME LOSO run with the tiny preset.
+* `fdpkit_bench.flow_case.flow_case`: clips/s of one optical-flow method (one job, so one fresh
+  process, per method) on SynthME's aligned onset/apex faces.
 
 The modes (reference, batched, bf16 and their "+options") and the switches between them are in
 `fdpkit_bench.modes`; the names the fast-path tests use are re-exported here.
@@ -318,7 +320,8 @@ def loso_case(params: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------ the plan
-BENCHMARKS = ("train_step", "forward", "preprocess", "loso")
+BENCHMARKS = ("train_step", "forward", "preprocess", "loso", "flow")
+FLOW_METHODS = ("tvl1", "farneback", "dis")   # fdpkit.data.preprocess.flow.METHODS (not imported: cv2)
 DEFAULT_PRESETS = ("official", "paper", "tiny")
 TRAIN_BATCHES = (8, 36)
 FORWARD_BATCHES = (1, 32)
@@ -327,7 +330,7 @@ BF16_CAP_N = 512  # bf16 matmul size on a CPU without native bf16 (0.4 s at 0.7 
 # Time limit of each job, seconds (quick runs: QUICK_TIMEOUT_S): a stalled case ends as an error
 # record and the run goes on. Measured full-run jobs take 10-250 s on a 2-core CPU.
 TIMEOUT_S = {"matmul": 300, "train_step": 900, "train_step_large": 1800, "forward": 900,
-             "preprocess": 600, "loso": 900}
+             "preprocess": 600, "loso": 900, "flow": 600}
 QUICK_TIMEOUT_S = 300
 
 
@@ -408,4 +411,9 @@ def _plan(only, presets, batch_sizes, quick) -> list[dict[str, Any]]:
                      "params": {"case": "loso", "preset": "tiny", "subjects": 2 if quick else 3,
                                 "clips_per_subject": 3 if quick else 6,
                                 "steps": 4 if quick else LOSO_STEPS, "jobs": 1 if quick else 2}})
+    if "flow" in only:
+        for method in FLOW_METHODS:   # one job each: a fresh process per method
+            jobs.append({"fn": "fdpkit_bench.flow_case:flow_case", "label": f"flow {method}",
+                         "params": {"case": f"flow/{method}", "method": method, "subjects": 2 if quick else 3,
+                                    "clips_per_subject": 2 if quick else 4, "warmup": 1, "repeats": reps}})
     return jobs
