@@ -9,7 +9,10 @@ random sub-pixel amount). Two stages are timed per method: ``flow`` (optical_flo
 Each repeat times all pairs once (wall clock, time.perf_counter); the table shows the median over
 repeats of pairs / seconds, and the slowest and fastest repeat. One untimed warm-up pass first.
 TV-L1 is measured only when OpenCV's contrib module is installed (fdpkit.data.preprocess.flow.has_tvl1).
-``--threads`` sets cv2.setNumThreads (default: OpenCV's own choice, printed).
+``--threads`` sets cv2.setNumThreads (default: OpenCV's own choice, printed). The CPU and its
+capability (torch's probe: AVX2, AVX512, ...) are printed and recorded. This measures synthetic
+textures; `fdpkit bench --only flow` (benchmarks/fdpkit_bench/flow_case.py) measures SynthME's aligned
+faces and `preprocess --flow` end to end.
 """
 
 from __future__ import annotations
@@ -68,9 +71,13 @@ def main(argv=None) -> int:
     if args.threads is not None:
         cv2.setNumThreads(args.threads)
     methods = [m for m in METHODS if m != "tvl1" or has_tvl1()]
+    import torch   # only for its CPU capability probe
+
     env = {"opencv": cv2.__version__, "cv2_threads": cv2.getNumThreads(), "cpu_count": os.cpu_count(),
-           "cpu": platform.processor() or platform.machine(), "tvl1_available": has_tvl1()}
-    print(f"OpenCV {env['opencv']}, cv2 threads {env['cv2_threads']}, {env['cpu_count']} CPUs"
+           "cpu": platform.processor() or platform.machine(), "tvl1_available": has_tvl1(),
+           "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    print(f"OpenCV {env['opencv']}, cv2 threads {env['cv2_threads']}, {env['cpu_count']} CPUs "
+          f"({env['cpu']}, capability {env['cpu_capability']})"
           + ("" if env["tvl1_available"] else "; TV-L1 not measured (no cv2.optflow)"))
     records = []
     print(f"{'method':<10} {'size':>5} {'stage':<7} {'clips/s median':>15} {'min':>9} {'max':>9} {'cpu ms/clip':>12}")
