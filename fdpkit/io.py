@@ -120,7 +120,8 @@ def _write_all(fd: int, data) -> None:
         view = view[os.write(fd, view):]
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Is process `pid` running on this host (another user's live process counts)?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -139,7 +140,7 @@ def remove_stale_temp_files(folder) -> list[Path]:
     with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
             match = _TEMP.match(entry.name)
-            if not match or match["host"] != _HOST or _pid_alive(int(match["pid"])):
+            if not match or match["host"] != _HOST or pid_alive(int(match["pid"])):
                 continue
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)

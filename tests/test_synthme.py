@@ -12,9 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fdpkit.synthme import clips as C
 from fdpkit.synthme import corpus as S
+from fdpkit.synthme import faces as FA
+from fdpkit.synthme import files as F
 from fdpkit.synthme import motion as M
 from fdpkit.data.preprocess.faces import detect_face, to_gray_uint8
+from fdpkit.errors import BadInput
 from fdpkit.io import read_json
 
 SMALL = dict(subjects=3, clips_per_subject=3, seed=7)
@@ -56,29 +60,29 @@ def corpora(tmp_path_factory):
 
 
 def test_class_counts_are_casme2_like():
-    counts = S.class_counts(192)
+    counts = C.class_counts(192)
     assert sum(counts.values()) == 192
     assert max(counts, key=counts.get) == "others"
     assert counts == {"others": 77, "disgust": 48, "happiness": 25, "repression": 22, "surprise": 20}
     for n in (5, 9, 13, 60):
-        small = S.class_counts(n)
+        small = C.class_counts(n)
         assert sum(small.values()) == n and min(small.values()) >= 1
 
 
 def test_plan_is_balanced_over_subjects_and_classes():
-    specs = S.plan_corpus(16, 12, 0)
+    specs = C.plan_corpus(16, 12, 0)
     df = pd.DataFrame([dataclasses.asdict(s) for s in specs])
     assert (df.groupby("subject").size() == 12).all()
     assert set(df.emotion) == set(M.CLASSES)
     assert (df.groupby("subject").emotion.nunique() >= 3).mean() > 0.8
     for s in specs:
         assert 1 < s.onset < s.apex < s.offset < s.n_frames
-        assert S.MOVE_FRAMES[0] <= s.offset - s.onset + 1 <= S.MOVE_FRAMES[1]
+        assert C.MOVE_FRAMES[0] <= s.offset - s.onset + 1 <= C.MOVE_FRAMES[1]
 
 
 def test_distractors_and_timing_carry_no_class_information():
     """The same clip slot planned as different classes gets identical timing, blink, drift and flicker."""
-    plans = [S._plan_clip(np.random.default_rng([3, 2, 1, 4]), 1, 4, c) for c in M.CLASSES]
+    plans = [C._plan_clip(np.random.default_rng([3, 2, 1, 4]), 1, 4, c) for c in M.CLASSES]
     keys = ("n_frames", "onset", "apex", "offset", "amplitude_factor", "side_weights", "blink", "drift", "gain")
     for p in plans[1:]:
         assert all(getattr(p, k) == getattr(plans[0], k) for k in keys)
@@ -86,7 +90,7 @@ def test_distractors_and_timing_carry_no_class_information():
 
 @pytest.fixture(scope="module")
 def subject():
-    return S.make_subject(0, 2)
+    return FA.make_subject(0, 2)
 
 
 @pytest.mark.parametrize("aus", sorted({a for v in M.CLASS_AUS.values() for a, _ in v}))
@@ -97,20 +101,20 @@ def test_displacement_peak_equals_amplitude(subject, aus):
 
 
 def test_clip_amplitude_is_intensity_times_default(subject):
-    specs = S.plan_corpus(2, 6, 0)
+    specs = C.plan_corpus(2, 6, 0)
     for spec in specs:
         for intensity in (0.0, 0.5, 1.0, 2.0):
-            field = S.expression_field(subject, spec, intensity)
+            field = C.expression_field(subject, spec, intensity)
             peak = M.magnitude(field).max()
             at_128 = peak * M.REFERENCE_FACE_WIDTH / subject.face_width
-            lo, hi = S.AMPLITUDE_SPREAD
-            default = intensity * S.DEFAULT_AMPLITUDE_PX
+            lo, hi = C.AMPLITUDE_SPREAD
+            default = intensity * C.DEFAULT_AMPLITUDE_PX
             assert default * lo - 1e-9 <= at_128 <= default * hi + 1e-9
-        assert M.magnitude(S.expression_field(subject, spec, 0.0)).max() == 0.0
+        assert M.magnitude(C.expression_field(subject, spec, 0.0)).max() == 0.0
 
 
 def test_global_drift_is_subpixel():
-    for spec in S.plan_corpus(4, 6, 1):
+    for spec in C.plan_corpus(4, 6, 1):
         amplitude, fx, fy, px, py = spec.drift
         drift = M.drift_path(spec.n_frames, amplitude, (fx, fy), (px, py))
         assert np.hypot(*drift.T).max() < 0.5
@@ -119,12 +123,12 @@ def test_global_drift_is_subpixel():
 def test_rendered_motion_matches_the_field(subject):
     """Noise-, drift- and blink-free rendering: optical flow onset -> apex ~ the displacement field."""
     quiet = dataclasses.replace(subject, noise_sd=0.0)
-    for spec in S.plan_corpus(1, 4, 3)[:3]:
+    for spec in C.plan_corpus(1, 4, 3)[:3]:
         spec = dataclasses.replace(spec, blink=None, drift=(0.0, 0.0, 0.0, 0.0, 0.0), gain=(1.0,) * spec.n_frames)
-        frames = S.render_clip(quiet, spec, 1.0)
+        frames = C.render_clip(quiet, spec, 1.0)
         a, b = to_gray_uint8(frames[spec.onset - 1]), to_gray_uint8(frames[spec.apex - 1])
         flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 9, 5, 5, 1.1, 0).transpose(2, 0, 1)
-        field = S.expression_field(quiet, spec)
+        field = C.expression_field(quiet, spec)
         mag = M.magnitude(field)
         core = mag > 0.5 * mag.max()
         assert M.magnitude(flow)[core].mean() == pytest.approx(mag[core].mean(), rel=0.3)
@@ -165,7 +169,7 @@ def test_layout_and_annotations(corpora):
         ys, xs = np.nonzero(mask)
         assert (row.bbox_x0, row.bbox_y0, row.bbox_x1, row.bbox_y1) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
         image = cv2.imread(str(folder / "img1.jpg"))
-        assert image.shape == (S.FRAME_SIZE, S.FRAME_SIZE, 3)
+        assert image.shape == (FA.FRAME_SIZE, FA.FRAME_SIZE, 3)
     meta = read_json(root / "synthme.json")
     assert meta["parameters"] == {"subjects": 3, "clips_per_subject": 3, "seed": 7, "intensity": 1.0}
     assert meta["class_counts"] == gt.emotion.value_counts().to_dict()
@@ -174,7 +178,7 @@ def test_layout_and_annotations(corpora):
 
 def test_spreadsheet_matches_casme2_columns(corpora):
     root = corpora["a"]
-    sheet = pd.read_excel(root / S.SPREADSHEET)
+    sheet = pd.read_excel(root / F.SPREADSHEET)
     assert list(sheet.columns) == [
         "Subject", "Filename", "Unnamed: 2", "OnsetFrame", "ApexFrame", "OffsetFrame", "Unnamed: 6",
         "Action Units", "Estimated Emotion",
@@ -187,10 +191,10 @@ def test_spreadsheet_matches_casme2_columns(corpora):
     assert list(sheet.OffsetFrame) == list(gt.offset)
     assert [str(a) for a in sheet["Action Units"]] == list(gt.aus.astype(str))
     assert set(sheet["Estimated Emotion"]) <= set(M.CLASSES)
-    with zipfile.ZipFile(root / S.SPREADSHEET) as z:
+    with zipfile.ZipFile(root / F.SPREADSHEET) as z:
         assert {i.date_time for i in z.infolist()} == {(1980, 1, 1, 0, 0, 0)}
         core = z.read("docProps/core.xml").decode()
-    assert core.count(S._FIXED_TIME) == 2
+    assert core.count(F._FIXED_TIME) == 2
 
 
 def test_deterministic_byte_identical(corpora):
@@ -286,8 +290,8 @@ def test_killed_run_leaves_no_corpus(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    original = S._write_clip
-    monkeypatch.setattr(S, "_write_clip", failing)
+    original = F._write_clip
+    monkeypatch.setattr(F, "_write_clip", failing)
     with pytest.raises(KeyboardInterrupt):
         S.generate_synthme(tmp_path / "c", subjects=1, clips_per_subject=3, workers=1)
     assert list(tmp_path.iterdir()) == []
@@ -298,3 +302,21 @@ def test_rejects_bad_parameters(tmp_path):
                    {"seed": -3}):
         with pytest.raises(S.SynthMEError):
             S.generate_synthme(tmp_path / "x", **kwargs)
+
+
+def test_bad_out_and_bad_parameters_are_one_line_and_exit_2(tmp_path, capsys):
+    """Every bad input of `fdpkit synth` is exit 2 (fdpkit.errors) in one line naming what to change;
+    an --out below a file was an OSError (exit 7) before."""
+    from fdpkit.cli import main
+
+    (tmp_path / "notes.txt").write_text("keep")
+    cases = [(["--out", str(tmp_path / "notes.txt" / "corpus")], f"{tmp_path / 'notes.txt'} is a file, not a folder"),
+             (["--out", str(tmp_path / "notes.txt")], "exists and is not a folder"),
+             (["--out", str(tmp_path / "c"), "--subjects", "0"], "subjects must be an integer in 1..999, got 0"),
+             (["--out", str(tmp_path / "c"), "--intensity", "nan"], "intensity must be a finite number >= 0, got nan")]
+    for args, message in cases:
+        assert main(["synth", *args]) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("fdpkit synth: ") and message in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert issubclass(S.SynthMEError, BadInput)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fdpkit.synthme import motion as motion
+from fdpkit.synthme import motion
 from fdpkit.synthme.faces import ClipMotion, Subject, render_frames
 
 DEFAULT_SUBJECTS = 16

@@ -14,8 +14,10 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
+from skimage.data import astronaut
 
-from fdpkit.synthme import motion as motion
+from fdpkit.data.preprocess.faces import landmarks_68
+from fdpkit.synthme import motion
 
 FRAME_SIZE = 224  # frames are FRAME_SIZE x FRAME_SIZE RGB
 FACE_WIDTH = 128.0  # canonical jaw width (landmark 0 to 16) in frame px
@@ -26,10 +28,6 @@ HEAD_ELLIPSE = ((0.0, -26.0), (98.0, 124.0))  # (centre offset from FACE_CENTRE,
 @lru_cache(maxsize=1)
 def source_face() -> tuple[np.ndarray, np.ndarray]:
     """(astronaut RGB float32 (512, 512, 3), its 68 dlib landmarks (68, 2)): computed once per process."""
-    from skimage.data import astronaut
-
-    from fdpkit.data.preprocess.faces import landmarks_68
-
     image = np.ascontiguousarray(astronaut()[..., :3])
     landmarks = landmarks_68(image)
     image = image.astype(np.float32)
