@@ -276,6 +276,11 @@ def test_unreadable_and_headerless_spreadsheets(tmp_path):
     V.make_casme2(root, header=header)
     with pytest.raises(AdapterError, match=r"header row 1 lacks column\(s\) onset \(accepted spellings: onset: "):
         build_manifest("casme2", root)
+    with pytest.raises(AdapterError, match=rf"^annotation spreadsheet {root / 'sub01'} is a folder; give the "
+                                           r"spreadsheet file \(--annotations\)$"):
+        build_manifest("casme2", root, annotations=root / "sub01")
+    with pytest.raises(AdapterError, match=rf"^annotation spreadsheet {root / 'nope.xlsx'} does not exist$"):
+        build_manifest("casme2", root, annotations=root / "nope.xlsx")
 
 
 def test_annotation_discovery_none_or_ambiguous(tmp_path):

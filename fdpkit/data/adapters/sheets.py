@@ -83,6 +83,8 @@ def _hidden_rows(ws) -> set[int]:
 def read_workbook(path: Path) -> dict[str, Sheet]:
     """Every sheet as a `Sheet`, in workbook order."""
     path = Path(path)
+    if path.is_dir():
+        raise AdapterError(f"annotation spreadsheet {path} is a folder; give the spreadsheet file (--annotations)")
     if not path.is_file():
         raise AdapterError(f"annotation spreadsheet {path} does not exist")
     suffix = path.suffix.lower()
