@@ -60,12 +60,12 @@ def corpora(tmp_path_factory):
 
 
 def test_class_counts_are_casme2_like():
-    counts = C.class_counts(192)
+    counts = C.planned_class_counts(192)
     assert sum(counts.values()) == 192
     assert max(counts, key=counts.get) == "others"
     assert counts == {"others": 77, "disgust": 48, "happiness": 25, "repression": 22, "surprise": 20}
     for n in (5, 9, 13, 60):
-        small = C.class_counts(n)
+        small = C.planned_class_counts(n)
         assert sum(small.values()) == n and min(small.values()) >= 1
 
 

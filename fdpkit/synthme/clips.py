@@ -58,7 +58,7 @@ class ClipSpec:
         return f"sub{self.subject_id}/{self.clip}"
 
 
-def class_counts(n_clips: int) -> dict[str, int]:
+def planned_class_counts(n_clips: int) -> dict[str, int]:
     """CASME II-like class counts for n_clips (largest remainder; every class at least once if n >= 5)."""
     freqs = motion.CLASS_FREQUENCIES
     raw = {c: f * n_clips for c, f in freqs.items()}
@@ -78,7 +78,7 @@ def plan_corpus(subjects: int, clips_per_subject: int, seed: int) -> list[ClipSp
     """Assign classes (CASME II-like frequencies, dealt so most subjects get several classes) and draw
     every clip's timing, AUs, asymmetry and distractors. Independent of intensity."""
     rng = np.random.default_rng([seed, 0])
-    counts = class_counts(subjects * clips_per_subject)
+    counts = planned_class_counts(subjects * clips_per_subject)
     labels = [c for c in motion.CLASSES for _ in range(counts[c])]
     per_subject: list[list[str]] = [[] for _ in range(subjects)]
     for start in range(0, len(labels), subjects):  # one label per subject per round, fresh order each round
@@ -160,5 +160,5 @@ def render_clip(subject: Subject, spec: ClipSpec, intensity: float = 1.0, seed: 
     return np.stack(list(render_frames(subject, clip_motion(subject, spec, intensity), rng)))
 
 
-def region_mask(subject: Subject, spec: ClipSpec) -> np.ndarray:
+def clip_region_mask(subject: Subject, spec: ClipSpec) -> np.ndarray:
     return motion.region_mask(subject.landmarks, spec.aus, subject.base.shape[:2], spec.side_weights)

@@ -28,7 +28,7 @@ from fdpkit.synthme import motion
 from fdpkit.synthme.clips import (AMPLITUDE_SPREAD, APEX_POSITION, BLINK_AMPLITUDE_PX, BLINK_PROBABILITY,
                                   DEFAULT_AMPLITUDE_PX, DRIFT_AMPLITUDE_PX, FLICKER_AMPLITUDE, FLICKER_JITTER_SD,
                                   LEAD_FRAMES, MOVE_FRAMES, ClipSpec, clip_amplitude, clip_motion, plan_corpus,
-                                  region_mask)
+                                  clip_region_mask)
 from fdpkit.synthme.faces import FRAME_SIZE, Subject, make_subject, render_frames
 
 GENERATOR_VERSION = "1"
@@ -113,7 +113,7 @@ def _write_clip(root: Path, subject: Subject, spec: ClipSpec, intensity: float, 
         rel = f"{spec.frame_dir}/img{number}.jpg"
         write_bytes(root / rel, data)
         sums[rel] = sha256_bytes(data)
-    mask = region_mask(subject, spec)
+    mask = clip_region_mask(subject, spec)
     rel = f"ground_truth/sub{spec.subject_id}_{spec.clip}_region.png"
     data = _encode(mask.astype(np.uint8) * 255, ".png")
     write_bytes(root / rel, data)

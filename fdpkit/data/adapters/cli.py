@@ -41,7 +41,7 @@ def run_cli(args) -> int:
                                                     lenient=args.lenient, sheet=sheets[0])
     write_manifest(manifest, out)
     write_csv(skipped_path(out), skipped)
-    print(format_summary(manifest, summary, out))
+    print(format_manifest_summary(manifest, summary, out))
     return 0
 
 
@@ -63,7 +63,8 @@ def check_out(out) -> Path:
     return path
 
 
-def format_summary(manifest: Manifest, summary: dict, out) -> str:
+def format_manifest_summary(manifest: Manifest, summary: dict, out) -> str:
+    """The printed counts of `fdpkit manifest`: rows read = kept + excluded + skipped per dataset."""
     lines = [f"protocol {manifest.protocol}: classes {', '.join(manifest.classes)}"]
     for dataset, s in summary["sources"].items():
         lines.append(f"{dataset}: {Path(s['annotations']).name}: rows read {s['rows_read']} = kept {s['rows_kept']}"
