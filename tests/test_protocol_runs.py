@@ -75,6 +75,8 @@ def test_composite_loso_reports_each_corpus_next_to_the_overall(pseudo_composite
         assert len(block["ci"]["uf1"]) == 2
     assert sum(b["n"] for b in summary["per_dataset"].values()) == summary["n"]
     assert sorted(predictions["fold"].unique()) == sorted(predictions["subject_uid"].unique())   # LOSO
+    assert summary["train"]["steps"] == 3   # --set steps=3 is honoured (it was overwritten by the preset's)
+    assert all(json.loads(p.read_text())["steps"] == 3 for p in out.glob("folds/*/metrics.json"))
     printed = capsys.readouterr().out
     assert "synthme_a: UF1" in printed and "synthme_b: UF1" in printed
 
@@ -107,3 +109,10 @@ def test_cross_dataset_trains_on_the_other_corpus_only(pseudo_composite, tmp_pat
     # a LOSO run cannot resume into the cross-dataset folder: another config
     assert main(["loso", "--manifest", str(manifest), "--cache", str(cache), "--out", str(out),
                  "--jobs", "1", *STEPS]) == 5
+
+
+def test_steps_given_twice_with_different_values_is_refused(pseudo_composite, tmp_path):
+    manifest, cache = pseudo_composite
+    with pytest.raises(ValueError, match="steps is given twice"):
+        run_module.run_loso(manifest, cache, tmp_path / "r", steps=3, overrides={"steps": 4}, verbose=False)
+    assert not (tmp_path / "r").exists()   # refused before anything is written

@@ -228,8 +228,13 @@ def run_loso(manifest, cache_dir, out_dir, spec: LosoSpec | None = None, **field
         print(f"manifest rows {n_all} = used {len(rows)} + dropped {n_all - len(rows)}" + (f" ({shown})" if shown else ""))
     if rows["subject_uid"].nunique() < 2:
         raise ValueError("LOSO needs clips of at least 2 subjects in the cache")
-    train = TrainConfig.from_preset(spec.preset, **{**train_over, "selection": spec.selection,
-                                                    "steps": spec.steps, "batch_size": spec.batch_size})
+    for key in ("steps", "batch_size"):   # --steps N and --set steps=N are one setting
+        value = getattr(spec, key)
+        if value is not None and train_over.get(key, value) != value:
+            raise ValueError(f"{key} is given twice ({value} and {train_over[key]}); give it once")
+        if value is not None:
+            train_over[key] = value
+    train = TrainConfig.from_preset(spec.preset, **{**train_over, "selection": spec.selection})
     fold_list = make_folds(rows, spec.holdout, spec.seed, spec.folds)
     found = check_cache_files(cache_dir, rows)  # a corrupt clip file is named now, not mid-training
     data_shape = clip_shape(found["path"].iloc[0])
