@@ -267,6 +267,24 @@ def test_lenient_mode_skips_rows_with_reason_and_counts_reconcile(tmp_path, case
     assert summary["rows_kept"] == len(manifest.rows)
 
 
+def test_a_sheet_the_file_system_refuses_is_an_environment_fault_exit_7(tmp_path, monkeypatch, capsys):
+    """Permission denied or an I/O error reading the sheet is the machine's fault (exit 7, one line
+    naming the file), not a spreadsheet to correct (exit 2). Patched, not chmod: tests may run as root."""
+    from fdpkit.data.adapters import sheets
+
+    root = V.make_casme2(tmp_path / "c")
+    sheet = root / "CASME2-coding-test.xlsx"
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(sheets.openpyxl, "load_workbook", refuse)
+    assert main(["manifest", "--dataset", "casme2", "--root", str(root), "--out", str(tmp_path / "m.csv")]) == 7
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"fdpkit manifest: {sheet}: cannot read the annotation spreadsheet (Permission denied); make it "
+                   "readable, or copy it somewhere readable and pass --annotations"), err
+
+
 def test_unreadable_and_headerless_spreadsheets(tmp_path):
     root = V.make_casme2(tmp_path)
     (root / "CASME2-coding-test.xlsx").write_bytes(b"not a zip file")

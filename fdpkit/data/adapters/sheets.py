@@ -12,7 +12,7 @@ from pathlib import Path
 import openpyxl
 import pandas as pd
 
-from fdpkit.errors import BadInput
+from fdpkit.errors import BadInput, EnvironmentFault
 
 SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".csv")
 # Cell contents that mean "not annotated" (CASME II writes '/', other sheets leave the cell empty).
@@ -107,6 +107,9 @@ def read_workbook(path: Path) -> dict[str, Sheet]:
         raise
     except ImportError as error:
         raise AdapterError(f"{path}: cannot read {suffix} files ({error}); save the sheet as .xlsx") from None
+    except OSError as error:  # the file system, not the sheet: permission denied, I/O error (exit 7)
+        raise EnvironmentFault(f"{path}: cannot read the annotation spreadsheet ({error.strerror or error}); "
+                               "make it readable, or copy it somewhere readable and pass --annotations") from None
     except Exception as error:  # a corrupt or foreign file: say which and why
         raise AdapterError(f"{path}: unreadable annotation spreadsheet ({type(error).__name__}: {error})") from None
 
