@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -33,9 +34,12 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
+import torch
 
 from fdpkit import __version__
-from fdpkit.data.dataset import ok_rows
+from fdpkit.data.dataset import ClipDataset, ok_rows
+from fdpkit.data.manifest import Manifest, ManifestError, read_manifest
+from fdpkit.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_ENVIRONMENT, EXIT_RUN_MISMATCH
 from fdpkit.data.preprocess.cache import check_cache_files
 from fdpkit.loso.folds import Fold, fold_dirname, inner_val_split, make_folds, shuffled_labels
 from fdpkit.io import stable_hash, write_csv
@@ -44,7 +48,9 @@ from fdpkit.loso.config import (RUN_KEYS, LosoSpec, RunConfigMismatch, clip_shap
                                parse_sets, prepare_run_dir, run_fingerprint, split_overrides)
 from fdpkit.loso.outputs import (FOLD_METRICS, format_summary, pool_run, pooled_summary, read_predictions,
                                 write_fold)
-from fdpkit.train.loop import predict_proba, train_fold
+from fdpkit.loso.metrics import METRICS
+from fdpkit.model import build
+from fdpkit.train.loop import predict_proba, seed_everything, train_fold
 from fdpkit.train.config import OPTIMISTIC_WARNING, TrainConfig
 
 
@@ -68,7 +74,6 @@ class FoldTask:
 
 def make_dataset(cache_dir, rows: pd.DataFrame, classes: list[str]):
     """The dataset of some manifest rows (the one place the runner opens the cache)."""
-    from fdpkit.data.dataset import ClipDataset
 
     return ClipDataset(cache_dir, rows, classes)
 
@@ -102,8 +107,6 @@ def run_fold(task: FoldTask) -> dict[str, Any]:
     """Train and evaluate one fold; returns predictions, metrics and log (writes only checkpoints).
 
     Runs with exactly `threads` torch threads (restored afterwards): CPU results depend on it."""
-    import torch
-
     threads = TrainConfig(**task.train).threads
     before = torch.get_num_threads()
     if threads:
@@ -115,8 +118,6 @@ def run_fold(task: FoldTask) -> dict[str, Any]:
 
 
 def _run_fold(task: FoldTask) -> dict[str, Any]:
-    from fdpkit.model import build
-    from fdpkit.train.loop import seed_everything
 
     fold, classes = task.fold, task.classes
     config = TrainConfig(**task.train)
@@ -194,7 +195,6 @@ def _execute(tasks: list[FoldTask], classes, executor: str, jobs: int, ray_addre
 
 # ------------------------------------------------------------------------------- public API
 def _as_manifest(manifest):
-    from fdpkit.data.manifest import Manifest, read_manifest
 
     if isinstance(manifest, Manifest):
         return manifest, None
@@ -286,7 +286,6 @@ def run_grid(manifest, cache_dir, out_dir, grid: list[tuple[str, dict]], **kwarg
 
     Overrides may also set the run arguments `model`, `preset`, `selection`, `seed`, `shuffle_labels`.
     """
-    from fdpkit.loso.metrics import METRICS
 
     rows = []
     for name, overrides in grid:
@@ -310,7 +309,6 @@ def run_grid(manifest, cache_dir, out_dir, grid: list[tuple[str, dict]], **kwarg
 
 def _command(args) -> str:
     """The `fdpkit loso` command line that reproduces `args`."""
-    import shlex
 
     parts = ["fdpkit", "loso"]
     for key, value in vars(args).items():
@@ -331,7 +329,6 @@ def run_cli(args) -> int:
     """`fdpkit loso`: 0 on success, 2 on a bad manifest/config, 5 for a refused RUN_DIR, 6 when
     training diverged (the message names the fold and step), 7 on an I/O error such as a full disk
     (the message names the file; re-running the same command resumes)."""
-    from fdpkit.data.manifest import ManifestError
     from fdpkit.loso.executors import auto_jobs
     from fdpkit.train.loop import TrainingDiverged
 
@@ -348,16 +345,16 @@ def run_cli(args) -> int:
         run_loso(args.manifest, args.cache, args.out, spec)
     except RunConfigMismatch as error:
         print(f"fdpkit loso: {error}", file=sys.stderr)
-        return 5
+        return EXIT_RUN_MISMATCH
     except TrainingDiverged as error:
         print(f"fdpkit loso: {error}", file=sys.stderr)
-        return 6
+        return EXIT_DIVERGED
     except (ManifestError, ValueError, TypeError, FileNotFoundError) as error:
         print(f"fdpkit loso: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except OSError as error:   # e.g. disk full on a checkpoint: the last checkpoint is kept, re-run resumes
         print(f"fdpkit loso: {error}", file=sys.stderr)
-        return 7
+        return EXIT_ENVIRONMENT
     return 0
 
 
