@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from fdpkit.errors import BadInput
-from fdpkit.io import ensure_folder, pid_alive, read_json, sha256_file
+from fdpkit.io import check_writable_folder, pid_alive, read_json, sha256_file
 from fdpkit.synthme import motion
 from fdpkit.synthme.clips import DEFAULT_CLIPS_PER_SUBJECT, DEFAULT_SUBJECTS
 from fdpkit.synthme.files import GENERATOR_VERSION, write_corpus
@@ -116,7 +116,7 @@ def generate_synthme(
                 "use --force to regenerate it"
             )
 
-    ensure_folder(out.parent)   # a parent that is a file: PathConflict (exit 2), read-only: exit 7
+    check_writable_folder(out.parent)   # before any work: a parent that is a file is exit 2, read-only 7
     _remove_stale_partials(out)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     if tmp.exists():

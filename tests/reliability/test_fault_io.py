@@ -172,3 +172,16 @@ def test_loso_into_a_read_only_folder_is_one_line_and_exit_7(toy, tmp_path, monk
     assert err == (f"fdpkit loso: cannot create the folder {out / 'run'}: {out} is not writable (permission "
                    "denied); make it writable or choose another output folder"), err
     assert os.listdir(out) == []
+
+
+def test_synth_into_a_read_only_folder_is_one_line_and_exit_7(tmp_path, monkeypatch, capsys):
+    from fdpkit.cli import main as cli_main
+
+    out = tmp_path / "corpora"
+    out.mkdir()
+    read_only(monkeypatch, out)
+    assert cli_main(["synth", "--out", str(out / "synthme"), "--subjects", "1", "--clips-per-subject", "1"]) == 7
+    err = capsys.readouterr().err.strip()
+    assert err == (f"fdpkit synth: cannot write into {out}: {out} is not writable (permission denied); make it "
+                   "writable or choose another output folder"), err
+    assert os.listdir(out) == []
