@@ -177,10 +177,16 @@ def test_missing_or_estimated_apex_and_a_flow_without_motion(synthme, tmp_path):
     assert preprocess(still, tmp_path / "c", **PRE).loc[0, "status"] == "ok"   # frames alone are fine
 
 
-def test_unknown_method_is_refused_before_any_work(synthme, tmp_path):
+def test_unknown_method_or_missing_tvl1_is_refused_before_any_work(synthme, tmp_path, monkeypatch):
+    import cv2
+
     _, manifest, _ = synthme
     with pytest.raises(ValueError, match="unknown --flow method 'raft'; choose one of tvl1, farneback, dis"):
         preprocess(manifest.rows, tmp_path / "cache", flow="raft", **PRE)
+    monkeypatch.delattr(cv2, "optflow", raising=False)          # an OpenCV without the contrib module
+    with pytest.raises(ValueError, match=r"--flow tvl1 needs OpenCV's contrib module cv2.optflow: install "
+                                         r"opencv-contrib-python-headless==.*or choose --flow farneback or dis"):
+        preprocess(manifest.rows, tmp_path / "cache", flow="tvl1", **PRE)
     assert not (tmp_path / "cache").exists()
 
 
