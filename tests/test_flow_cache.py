@@ -8,13 +8,14 @@ annotated apex is caught.
 
 from __future__ import annotations
 
-import os
+import argparse
 import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,7 +27,7 @@ from fdpkit.data.dataset import CacheMissError, ClipDataset
 from fdpkit.data.frames import index_frames
 from fdpkit.data.manifest import write_manifest
 from fdpkit.data.preprocess import lookup as L
-from fdpkit.data.preprocess.cache import preprocess
+from fdpkit.data.preprocess.cache import preprocess, run_cli
 from fdpkit.data.preprocess.faces import warp_face
 from fdpkit.data.preprocess.flow import flow_inputs, has_tvl1
 from fdpkit.data.preprocess.worker import read_frame
@@ -178,8 +179,6 @@ def test_missing_or_estimated_apex_and_a_flow_without_motion(synthme, tmp_path):
 
 
 def test_unknown_method_or_missing_tvl1_is_refused_before_any_work(synthme, tmp_path, monkeypatch):
-    import cv2
-
     _, manifest, _ = synthme
     with pytest.raises(ValueError, match="unknown --flow method 'raft'; choose one of tvl1, farneback, dis"):
         preprocess(manifest.rows, tmp_path / "cache", flow="raft", **PRE)
@@ -232,10 +231,6 @@ def test_dataset_serves_flow_and_refuses_a_cache_without_it(synthme, tmp_path):
 
 def test_cli_reads_the_flow_option(synthme, tmp_path):
     """run_cli passes args.flow (the --flow option of `fdpkit preprocess`) to preprocess."""
-    import argparse
-
-    from fdpkit.data.preprocess.cache import run_cli
-
     _, _, csv = synthme
     args = argparse.Namespace(manifest=str(csv), cache=str(tmp_path), frames=8, size=48, align="once",
                               sampling="onset-offset", workers=1, lenient=False, flow="dis")

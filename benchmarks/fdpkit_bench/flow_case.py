@@ -21,6 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
+
+from fdpkit.data.frames import index_frames
+from fdpkit.data.preprocess.cache import preprocess
+from fdpkit.data.preprocess.faces import warp_face
+from fdpkit.data.preprocess.flow import flow_inputs
+from fdpkit.data.preprocess.lookup import load_clip, lookup
+from fdpkit.data.preprocess.worker import read_frame
 from fdpkit_bench.cases import _log, _synthme
 from fdpkit_bench.harness import make_record, time_interleaved
 
@@ -28,10 +36,6 @@ from fdpkit_bench.harness import make_record, time_interleaved
 def _aligned_pairs(manifest, cache: Path) -> list[tuple]:
     """(aligned onset, aligned annotated apex) uint8 faces of every cached clip, as
     `fdpkit.data.preprocess.flow_clip` makes them (align=once: the clip's transform)."""
-    from fdpkit.data.frames import index_frames
-    from fdpkit.data.preprocess.faces import warp_face
-    from fdpkit.data.preprocess.lookup import load_clip, lookup
-    from fdpkit.data.preprocess.worker import read_frame
 
     pairs = []
     for (_, row), path in zip(manifest.rows.iterrows(), lookup(cache, manifest.rows)["path"]):
@@ -50,10 +54,6 @@ def flow_case(params: dict[str, Any]) -> list[dict[str, Any]]:
     `fdpkit preprocess` makes them), to STSTNet's 28x28 inputs: ``inputs`` times `flow_inputs` on
     the aligned (onset, apex) pairs; ``preprocess`` times `preprocess(..., flow=method)` into a copy
     of a frames-only cache (fresh copy per call, untimed copy), so only the flow files are made."""
-    import cv2
-
-    from fdpkit.data.preprocess.cache import preprocess
-    from fdpkit.data.preprocess.flow import flow_inputs
 
     method = params["method"]
     subjects, clips = int(params.get("subjects", 2)), int(params.get("clips_per_subject", 3))
