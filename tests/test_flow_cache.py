@@ -81,6 +81,26 @@ def test_cached_flow_is_flow_inputs_of_the_aligned_annotated_onset_and_apex(synt
     assert L.flow_settings(tmp_path)["method"] == method and L.flow_settings(tmp_path)["size"] == 28
 
 
+def test_per_frame_alignment_takes_the_flow_under_the_onset_frames_own_transform(synthme, tmp_path):
+    """align=per-frame fits a transform on every frame; the flow warps onset and apex with the onset
+    frame's (the clip's first, onset-offset sampling), never the apex's own, so alignment jitter is
+    not motion. A resume that makes only the flow (clip file reused) gives the same file."""
+    _, manifest, _ = synthme
+    row = manifest.rows.iloc[[0]]
+    report = preprocess(row, tmp_path, align="per-frame", flow="farneback", **PRE)
+    clip, flow = load_npz(tmp_path / report.loc[0, "file"]), load_npz(tmp_path / report.loc[0, "flow_file"])
+    np.testing.assert_array_equal(flow["transform"], clip["transforms"][0])
+    frames = index_frames(Path(row.iloc[0]["root"]) / row.iloc[0]["frame_dir"])
+    onset, apex = (read_frame(frames[int(row.iloc[0][k])]) for k in ("onset", "apex"))
+    matrix = clip["transforms"][0]
+    expected = flow_inputs(warp_face(onset, matrix, 48), warp_face(apex, matrix, 48), 28, "farneback")
+    np.testing.assert_array_equal(flow["flow"], expected)
+    made = (tmp_path / report.loc[0, "flow_file"]).read_bytes()
+    (tmp_path / report.loc[0, "flow_file"]).unlink()
+    again = preprocess(row, tmp_path, align="per-frame", flow="farneback", **PRE)
+    assert again.attrs["computed"] == 1 and (tmp_path / again.loc[0, "flow_file"]).read_bytes() == made
+
+
 def test_changing_the_method_remakes_only_the_flow(synthme, tmp_path):
     _, manifest, _ = synthme
     rows = manifest.rows
