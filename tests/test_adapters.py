@@ -19,6 +19,7 @@ from fdpkit import paths  # noqa: E402
 from fdpkit.data import protocols as P  # noqa: E402
 from fdpkit.data.adapters import common as C  # noqa: E402
 from fdpkit.data.adapters import fixes as F  # noqa: E402
+from fdpkit.data.adapters import sheets  # noqa: E402
 from fdpkit.data.adapters import (AdapterError, build_composite, build_manifest,  # noqa: E402
                                   find_annotations, skipped_path)
 from fdpkit.data.manifest import read_manifest  # noqa: E402
@@ -270,8 +271,6 @@ def test_lenient_mode_skips_rows_with_reason_and_counts_reconcile(tmp_path, case
 def test_a_sheet_the_file_system_refuses_is_an_environment_fault_exit_7(tmp_path, monkeypatch, capsys):
     """Permission denied or an I/O error reading the sheet is the machine's fault (exit 7, one line
     naming the file), not a spreadsheet to correct (exit 2). Patched, not chmod: tests may run as root."""
-    from fdpkit.data.adapters import sheets
-
     root = V.make_casme2(tmp_path / "c")
     sheet = root / "CASME2-coding-test.xlsx"
 

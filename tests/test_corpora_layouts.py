@@ -21,7 +21,7 @@ import fixtures_vendor as V  # noqa: E402
 from fdpkit.cli import main  # noqa: E402
 from fdpkit.data import protocols as P  # noqa: E402
 from fdpkit.data.adapters import AdapterError, build_manifest, run_cli  # noqa: E402
-from fdpkit.data.manifest import meta_path, read_manifest, validate  # noqa: E402
+from fdpkit.data.manifest import ManifestError, meta_path, read_manifest, validate  # noqa: E402
 from fdpkit.errors import BadInput  # noqa: E402
 from fdpkit.io import read_json, sha256_file  # noqa: E402
 
@@ -235,9 +235,7 @@ def test_bad_out_is_bad_input_in_one_line(tmp_path, capsys, case):
 
 
 def test_manifest_errors_are_bad_input():
-    from fdpkit.data.adapters import AdapterError as A
-    from fdpkit.data.manifest import ManifestError
-    assert all(issubclass(cls, BadInput) for cls in (A, ManifestError, P.ProtocolError))
+    assert all(issubclass(cls, BadInput) for cls in (AdapterError, ManifestError, P.ProtocolError))
 
 
 def test_a_manifest_without_notes_column_still_validates(tmp_path):

@@ -18,6 +18,7 @@ from fdpkit.synthme import faces as FA
 from fdpkit.synthme import files as F
 from fdpkit.synthme import motion as M
 from fdpkit.data.preprocess.faces import detect_face, to_gray_uint8
+from fdpkit.cli import main
 from fdpkit.errors import BadInput
 from fdpkit.io import read_json
 
@@ -138,15 +139,15 @@ def test_rendered_motion_matches_the_field(subject):
 
 def test_classes_move_different_regions(subject):
     shape = subject.base.shape[:2]
-    main = {c: v[0][0] for c, v in M.CLASS_AUS.items()}
-    fields = {c: M.displacement_field(subject.landmarks, a, 1.0, shape) for c, a in main.items()}
+    main_au = {c: v[0][0] for c, v in M.CLASS_AUS.items()}
+    fields = {c: M.displacement_field(subject.landmarks, a, 1.0, shape) for c, a in main_au.items()}
     for c1 in fields:
         for c2 in fields:
             if c1 < c2:
                 f1, f2 = fields[c1], fields[c2]
                 corr = (f1 * f2).sum() / np.sqrt((f1 * f1).sum() * (f2 * f2).sum())
                 assert corr < 0.5, (c1, c2, corr)
-    masks = {c: M.region_mask(subject.landmarks, a, shape) for c, a in main.items()}
+    masks = {c: M.region_mask(subject.landmarks, a, shape) for c, a in main_au.items()}
     assert not (masks["happiness"] & masks["surprise"]).any()
     eyes_y = subject.landmarks[36:48, 1].mean()
     assert np.nonzero(masks["surprise"])[0].mean() < eyes_y < np.nonzero(masks["happiness"])[0].mean()
@@ -254,8 +255,6 @@ def test_dlib_finds_the_face_in_onset_and_apex_frames(corpora):
 
 
 def test_existing_folder_rules(tmp_path, capsys):
-    from fdpkit.cli import main
-
     out = tmp_path / "corpus"
     tiny = ["--subjects", "1", "--clips-per-subject", "2", "--seed", "5"]
     assert main(["synth", "--out", str(out), *tiny]) == 0
@@ -307,8 +306,6 @@ def test_rejects_bad_parameters(tmp_path):
 def test_bad_out_and_bad_parameters_are_one_line_and_exit_2(tmp_path, capsys):
     """Every bad input of `fdpkit synth` is exit 2 (fdpkit.errors) in one line naming what to change;
     an --out below a file was an OSError (exit 7) before."""
-    from fdpkit.cli import main
-
     (tmp_path / "notes.txt").write_text("keep")
     cases = [(["--out", str(tmp_path / "notes.txt" / "corpus")], f"{tmp_path / 'notes.txt'} is a file, not a folder"),
              (["--out", str(tmp_path / "notes.txt")], "exists and is not a folder"),
