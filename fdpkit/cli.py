@@ -56,6 +56,9 @@ def _add_preprocess(p):
     p.add_argument("--sampling", choices=("onset-offset", "official"), default="onset-offset")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--lenient", action="store_true")
+    p.add_argument("--flow", choices=("tvl1", "farneback", "dis"), default=None,
+                   help="also cache each clip's onset->apex optical flow + optical strain (28x28) with this "
+                        "method (tvl1: what STSTNet / OFF-ApexNet used; needs opencv-contrib)")
 
 
 def _add_loso(p):

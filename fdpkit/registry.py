@@ -80,6 +80,10 @@ MODELS: dict[str, ModelEntry] = {
                              "the middle sampled frame through FDP's frame encoder, linear head"),
     "difference": ModelEntry("fdpkit.model.baselines:build_difference", "frames",
                              "middle minus first sampled frame through FDP's frame encoder, linear head"),
+    "ststnet": ModelEntry("fdpkit.model.flownets:build_ststnet", "flow",
+                          "STSTNet (Liong et al. 2019): three shallow conv streams on onset->apex u, v, strain"),
+    "off-apexnet": ModelEntry("fdpkit.model.flownets:build_off_apexnet", "flow",
+                              "OFF-ApexNet (Gan et al. 2019): two conv streams on onset->apex u and v"),
 }
 
 DATASETS: dict[str, str] = {  # name -> "module:Adapter class"

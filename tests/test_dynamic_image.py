@@ -5,7 +5,7 @@ import torch
 from fdpkit.data.preprocess.dynamic_image import (
     approximate_rank_pooling,
     dynamic_image_uint8,
-    rank_pooling_coefficients,
+    arp_coefficients,
 )
 
 
@@ -16,12 +16,12 @@ def closed_form_alpha(T):
 
 @pytest.mark.parametrize("T", [1, 2, 3, 5, 8, 16, 31])
 def test_coefficients_match_closed_form(T):
-    np.testing.assert_allclose(rank_pooling_coefficients(T), closed_form_alpha(T), atol=1e-12)
+    np.testing.assert_allclose(arp_coefficients(T), closed_form_alpha(T), atol=1e-12)
 
 
 def test_coefficients_for_eight_frames_match_reference_values():
     expected = [-8.461, -1.461, 1.039, 2.039, 2.289, 2.089, 1.589, 0.875]
-    np.testing.assert_allclose(rank_pooling_coefficients(8), expected, atol=5e-4)
+    np.testing.assert_allclose(arp_coefficients(8), expected, atol=5e-4)
 
 
 @pytest.mark.parametrize("shape", [(4, 5, 6), (8, 5, 6, 3), (11, 3, 2)])

@@ -129,10 +129,22 @@ def test_bad_arguments_refused(cls, num_classes, size, bad):
 
 def test_builders():
     assert FLOW_SIZE == 28
-    s, o = build_ststnet(3), build_off_apexnet(4, size=16)
+    s, o = build_ststnet("tiny", 3), build_off_apexnet("paper", 4, size=16)
     assert isinstance(s, STSTNet) and (s.num_classes, s.size) == (3, 28)
     assert isinstance(o, OffApexNet) and (o.num_classes, o.size) == (4, 16)
     assert o(_flow(1, size=16)).logits.shape == (1, 4)
+    with pytest.raises(ValueError, match="takes no .'drop_path'"):   # FDP's fields are refused by name
+        build_ststnet("tiny", 3, drop_path=0.1)
+
+
+def test_registered_and_built_by_name():
+    from fdpkit.model import build
+    from fdpkit.registry import MODELS as REGISTERED
+
+    for name, cls in (("ststnet", STSTNet), ("off-apexnet", OffApexNet)):
+        assert REGISTERED[name].input == "flow" and not REGISTERED[name].dynamic_image
+        model = build(name, "tiny", num_classes=3)
+        assert isinstance(model, cls) and model.num_classes == 3
 
 
 @pytest.mark.parametrize("cls", MODELS)

@@ -151,8 +151,8 @@ def spy(monkeypatch):
     accesses: list[tuple[str, str]] = []
     real_dataset, real_train = runner.make_dataset, runner.train_fold
 
-    def make_dataset(cache_dir, rows, classes):
-        return Spy(real_dataset(cache_dir, rows, classes), accesses)
+    def make_dataset(cache_dir, rows, classes, inputs="frames"):
+        return Spy(real_dataset(cache_dir, rows, classes, inputs), accesses)
 
     def train_fold(*args, **kwargs):
         Spy.phase[0] = "train"
@@ -224,7 +224,7 @@ def test_nan_loss_stops_the_run_naming_fold_and_step(corpus, tmp_path, monkeypat
             frames, image, label, uid = self.base[i]
             return torch.full_like(frames, float("nan")), image, label, uid
 
-    monkeypatch.setattr(runner, "make_dataset", lambda c, r, k: Poisoned(real(c, r, k)))
+    monkeypatch.setattr(runner, "make_dataset", lambda c, r, k, i="frames": Poisoned(real(c, r, k, i)))
     with pytest.raises(TrainingDiverged, match=r"fold synthme/s01: loss is nan at step 1\b"):
         runner.run_loso(*corpus, tmp_path / "run", **RUN, folds="s01")
     assert not (tmp_path / "run" / "folds" / "synthme_s01" / "metrics.json").exists()

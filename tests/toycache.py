@@ -41,7 +41,8 @@ def write_manifest_csv(path: Path, rows: list[dict], classes: list[str], protoco
 def make_toy_cache(folder: Path, subjects=("s01", "s02"), clips_per_subject: int = 4,
                    size: int = 32) -> tuple[Path, Path]:
     """(manifest, cache) of random 8-frame clips, labels cycling through TOY_CLASSES."""
-    from fdpkit.data.preprocess.cache import INDEX_COLUMNS, row_key
+    from fdpkit.data.preprocess.keys import row_key
+    from fdpkit.data.preprocess.lookup import INDEX_COLUMNS
     from fdpkit.data.preprocess.dynamic_image import dynamic_image_uint8
     from fdpkit.io import write_csv, write_npz
 

@@ -2,7 +2,7 @@
 
     fdpkit bench [--only NAME[,NAME]] [--preset NAME[,NAME]] [--batch-size B] [--json FILE] [--quick]
 
-Benchmarks (`BENCHMARKS`): train_step, forward, preprocess, loso; the matmul peak (fp32 and bf16)
+Benchmarks (`BENCHMARKS`): train_step, forward, preprocess, loso, flow; the matmul peak (fp32 and bf16)
 is always measured first, in the same run, to turn achieved GFLOP/s into a fraction of peak.
 Each case runs in a fresh process (per-case peak RSS; nothing leaks between cases). The records
 (`fdpkit_bench.harness.RECORD_FIELDS`) go to ``--json`` as a list, and a markdown table with the
@@ -35,6 +35,8 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "forward": ("fdpkit_bench.cases:forward_case", "eval inference latency (B=1) and throughput"),
     "preprocess": ("fdpkit_bench.cases:preprocess_case", "clips/s, --align once vs per-frame"),
     "loso": ("fdpkit_bench.cases:loso_case", "wall time of a tiny-preset SynthME LOSO run"),
+    "flow": ("fdpkit_bench.flow_case:flow_case",
+             "clips/s of onset->apex optical flow per method (tvl1, farneback, dis)"),
 }
 
 THREADS_ENV = "FDPKIT_BENCH_THREADS"   # torch threads per case (default: all cores)

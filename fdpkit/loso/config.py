@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+import pandas as pd
+
+from fdpkit.data.preprocess.lookup import load_clip, read_flow
 from fdpkit.io import read_json, write_json
+from fdpkit.model.config import make_config
+from fdpkit.model.flownets import FLOW_SIZE
 from fdpkit.loso.outputs import PREDICTIONS, RESULTS, SUMMARY
 from fdpkit.train.config import TrainConfig
 from fdpkit.registry import MODELS, choices
@@ -95,32 +100,41 @@ def split_overrides(overrides: dict[str, Any] | None) -> tuple[dict, dict, dict]
 # ------------------------------------------------------------------------------- model config
 def model_config(model: str, preset: str, num_classes: int, overrides: dict) -> dict:
     """The resolved model configuration (validates the overrides without building the model)."""
-    from fdpkit.model import make_config
-
     if model not in MODELS:
         raise ValueError(f"model must be one of {choices(MODELS)}, got {model!r}")
+    if MODELS[model].input == "flow":   # one architecture each: the flow's side is its one field
+        unknown = sorted(set(overrides) - {"size"})
+        if unknown:
+            raise ValueError(f"{model} takes no {unknown} (only size, the flow's side); FDP's model fields "
+                             "do not apply to it")
+        return {"architecture": model, "num_classes": num_classes, "size": int(overrides.get("size", FLOW_SIZE))}
     extra = {} if MODELS[model].dynamic_image else {"dynamic_image": False}
     cfg = make_config(preset, **{**overrides, **extra, "num_classes": num_classes})
     return json.loads(json.dumps(cfg.to_dict()))
 
 
-def clip_shape(path) -> tuple[int, int, int]:
-    """(T, H, W) of a cached clip (all clips of a cache share it)."""
-    from fdpkit.data.preprocess.cache import load_clip
+def input_shape(found: pd.DataFrame, inputs: str) -> tuple[int, int, int]:
+    """The shape every cached input of a run shares: (T, H, W) of a clip's frames, or (3, S, S) of
+    its optical flow (u, v, strain)."""
+    if inputs == "flow":
+        return tuple(int(v) for v in read_flow(found["flow_path"].iloc[0]).shape)
+    return tuple(int(v) for v in load_clip(found["path"].iloc[0])["frames"].shape)
 
-    return tuple(int(v) for v in load_clip(path)["frames"].shape)
 
-
-def fit_to_data(overrides: dict, preset: str, shape: tuple[int, int, int]) -> dict:
-    """Set the model's `frames` and `size` from the cache when the preset differs (never silently
-    against an explicit override)."""
-    from fdpkit.model import make_config
-
+def fit_to_data(overrides: dict, preset: str, shape: tuple[int, int, int], inputs: str = "frames") -> dict:
+    """Set the model's `frames` and `size` (a flow model's `size`) from the cache when the preset's
+    differ (never silently against an explicit override)."""
     t, h, w = shape
     if h != w:
-        raise ValueError(f"cached frames are {h}x{w}; the model needs square frames")
-    base = make_config(preset)
+        raise ValueError(f"cached {inputs} are {h}x{w}; the model needs square inputs")
     out = dict(overrides)
+    if inputs == "flow":
+        if "size" in out and int(out["size"]) != h:
+            raise ValueError(f"model size={out['size']} but the cache holds {h}x{w} optical flow")
+        if h != FLOW_SIZE:
+            out["size"] = h
+        return out
+    base = make_config(preset)
     for key, value in (("frames", t), ("size", h)):
         if key in out and int(out[key]) != value:
             raise ValueError(f"model {key}={out[key]} but the cache holds clips of {t} frames of {h}x{w}")
@@ -192,4 +206,4 @@ def merge_folds(old: dict, new: dict) -> dict:
 
 
 __all__ = ["LosoSpec", "CONFIG", "RUN_KEYS", "RunConfigMismatch", "parse_value", "parse_sets", "split_overrides",
-           "model_config", "clip_shape", "fit_to_data", "run_fingerprint", "prepare_run_dir", "merge_folds"]
+           "model_config", "input_shape", "fit_to_data", "run_fingerprint", "prepare_run_dir", "merge_folds"]

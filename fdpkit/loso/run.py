@@ -40,15 +40,16 @@ from fdpkit import __version__
 from fdpkit.data.dataset import ClipDataset, ok_rows
 from fdpkit.data.manifest import Manifest, ManifestError, read_manifest
 from fdpkit.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_ENVIRONMENT, EXIT_RUN_MISMATCH
-from fdpkit.data.preprocess.cache import check_cache_files
+from fdpkit.data.preprocess.lookup import check_cache_files, flow_settings
 from fdpkit.loso.folds import Fold, fold_dirname, inner_val_split, make_folds, shuffled_labels
 from fdpkit.io import stable_hash, write_csv
 from fdpkit.loso.executors import run_tasks
-from fdpkit.loso.config import (RUN_KEYS, LosoSpec, RunConfigMismatch, clip_shape, fit_to_data, model_config,
+from fdpkit.loso.config import (RUN_KEYS, LosoSpec, RunConfigMismatch, fit_to_data, input_shape, model_config,
                                parse_sets, prepare_run_dir, run_fingerprint, split_overrides)
 from fdpkit.loso.outputs import (FOLD_METRICS, format_summary, pool_run, pooled_summary, read_predictions,
                                 write_fold)
 from fdpkit.loso.metrics import METRICS
+from fdpkit.registry import MODELS
 from fdpkit.model import build
 from fdpkit.train.loop import predict_proba, seed_everything, train_fold
 from fdpkit.train.config import OPTIMISTIC_WARNING, TrainConfig
@@ -70,12 +71,12 @@ class FoldTask:
     shuffle_labels: bool
     fold_dir: str
     progress: bool = False
+    inputs: str = "frames"  # what the model reads: "frames" or "flow" (fdpkit.registry.MODELS)
 
 
-def make_dataset(cache_dir, rows: pd.DataFrame, classes: list[str]):
+def make_dataset(cache_dir, rows: pd.DataFrame, classes: list[str], inputs: str = "frames"):
     """The dataset of some manifest rows (the one place the runner opens the cache)."""
-
-    return ClipDataset(cache_dir, rows, classes)
+    return ClipDataset(cache_dir, rows, classes, inputs=inputs)
 
 
 class Relabelled:
@@ -123,7 +124,7 @@ def _run_fold(task: FoldTask) -> dict[str, Any]:
     config = TrainConfig(**task.train)
     train_rows = task.rows.iloc[list(fold.train_index)].reset_index(drop=True)
     test_rows = task.rows.iloc[list(fold.test_index)].reset_index(drop=True)
-    train_data = make_dataset(task.cache_dir, train_rows, classes)
+    train_data = make_dataset(task.cache_dir, train_rows, classes, task.inputs)
     if task.shuffle_labels:
         true = np.array([classes.index(label) for label in train_rows["label"]])
         train_data = Relabelled(train_data, shuffled_labels(true, fold.seed))
@@ -132,7 +133,7 @@ def _run_fold(task: FoldTask) -> dict[str, Any]:
         fit, val = inner_val_split(train_rows, fold.seed, config.inner_val_fraction)
         train_data, val_data, n_val = Subset(train_data, fit), Subset(train_data, val), len(val)
     elif config.selection == "test_best":  # opt-in, optimistic: the test subject selects the model
-        val_data = make_dataset(task.cache_dir, test_rows, classes)
+        val_data = make_dataset(task.cache_dir, test_rows, classes, task.inputs)
 
     seed_everything(fold.seed)
     model = build(task.model, task.preset, num_classes=len(classes), **task.model_overrides)
@@ -140,7 +141,8 @@ def _run_fold(task: FoldTask) -> dict[str, Any]:
                         seed=fold.seed, workdir=task.fold_dir, progress=task.progress)
 
     # Only now, after training, does the held-out subject's data reach the model (fixed_steps, inner_val).
-    test_data = val_data if config.selection == "test_best" else make_dataset(task.cache_dir, test_rows, classes)
+    test_data = (val_data if config.selection == "test_best"
+                 else make_dataset(task.cache_dir, test_rows, classes, task.inputs))
     probs, tensors = predict_proba(result.model, test_data, config.eval_batch_size,
                                    precision=config.precision)
     predictions = test_rows.loc[:, ["dataset", "subject", "subject_uid", "clip", "clip_uid", "label"]].copy()
@@ -194,6 +196,11 @@ def _execute(tasks: list[FoldTask], classes, executor: str, jobs: int, ray_addre
 
 
 # ------------------------------------------------------------------------------- public API
+def _file_names(paths: str) -> str:
+    """'a/x.npz|a/y.flow.npz' -> 'x.npz|y.flow.npz' (what the cache fingerprint hashes)."""
+    return "|".join(Path(p).name for p in paths.split("|"))
+
+
 def _as_manifest(manifest):
 
     if isinstance(manifest, Manifest):
@@ -236,9 +243,11 @@ def run_loso(manifest, cache_dir, out_dir, spec: LosoSpec | None = None, **field
             train_over[key] = value
     train = TrainConfig.from_preset(spec.preset, **{**train_over, "selection": spec.selection})
     fold_list = make_folds(rows, spec.holdout, spec.seed, spec.folds)
-    found = check_cache_files(cache_dir, rows)  # a corrupt clip file is named now, not mid-training
-    data_shape = clip_shape(found["path"].iloc[0])
-    model_over = fit_to_data(model_over, spec.preset, data_shape)
+    inputs = MODELS[spec.model].input if spec.model in MODELS else "frames"   # model_config names a bad one
+    found = check_cache_files(cache_dir, rows, inputs)  # a corrupt cache file is named now, not mid-training
+    data_shape = input_shape(found, inputs)
+    model_over = fit_to_data(model_over, spec.preset, data_shape, inputs)
+    files = found["path"] if inputs == "frames" else found["path"] + "|" + found["flow_path"]
     out_dir = Path(out_dir)
     config: dict[str, Any] = {
         "fdpkit_version": __version__, "command": spec.command,
@@ -246,9 +255,9 @@ def run_loso(manifest, cache_dir, out_dir, spec: LosoSpec | None = None, **field
                      "classes": classes},
         "cache": {"dir": str(Path(cache_dir).resolve()), "n_usable": len(rows),
                   "n_dropped": usable.n_dropped, "dropped_reasons": usable.reasons(),
-                  "clips_sha256": stable_hash(sorted(zip(found["clip_uid"],
-                                                         found["path"].map(lambda p: Path(p).name))), 64)},
-        "data_shape": {"frames": data_shape[0], "height": data_shape[1], "width": data_shape[2]},
+                  "clips_sha256": stable_hash(sorted(zip(found["clip_uid"], files.map(_file_names))), 64)},
+        "data_shape": {"frames" if inputs == "frames" else "flow_channels": data_shape[0],
+                       "height": data_shape[1], "width": data_shape[2]},
         "preset": spec.preset, "model": spec.model, "model_overrides": model_over,
         "model_config": model_config(spec.model, spec.preset, len(classes), model_over),
         "train": train.to_dict(), "selection": spec.selection, "seed": spec.seed,
@@ -256,6 +265,8 @@ def run_loso(manifest, cache_dir, out_dir, spec: LosoSpec | None = None, **field
         "folds": [f.subject_uid for f in fold_list], "fold_seeds": {f.subject_uid: f.seed for f in fold_list},
         "executor": {"name": spec.executor, "jobs": spec.jobs, "ray_address": spec.ray_address},
     }
+    if inputs == "flow":
+        config["flow"] = flow_settings(cache_dir)
     if spec.selection == "test_best":
         config["warning"] = OPTIMISTIC_WARNING
     config["fingerprint"] = run_fingerprint(config)
@@ -268,7 +279,8 @@ def run_loso(manifest, cache_dir, out_dir, spec: LosoSpec | None = None, **field
             continue
         tasks.append(FoldTask(fold, rows, classes, str(cache_dir), spec.preset, spec.model, model_over,
                               train.to_dict(), spec.shuffle_labels, str(fold_dir),
-                              progress=spec.progress and spec.executor == "local" and spec.jobs <= 1))
+                              progress=spec.progress and spec.executor == "local" and spec.jobs <= 1,
+                              inputs=inputs))
     if spec.verbose and len(tasks) < len(fold_list):
         print(f"{len(fold_list) - len(tasks)} of {len(fold_list)} folds already finished in {out_dir}")
     started = time.perf_counter()

@@ -197,9 +197,20 @@ class OffApexNet(_FlowBaseline):
         return self.fc(rearrange(maps, "s b c h w -> b (s c h w)"))
 
 
-def build_ststnet(num_classes: int, size: int = FLOW_SIZE) -> STSTNet:
-    return STSTNet(num_classes, size)
+def _flow_args(model: str, overrides: dict) -> int:
+    """The one field a flow model takes from a run: ``size`` (the cached flow's side)."""
+    unknown = set(overrides) - {"size"}
+    if unknown:
+        raise ValueError(f"{model} takes no {sorted(unknown)} (only size, the flow's side); "
+                         "FDP's model fields do not apply to it")
+    return int(overrides.get("size", FLOW_SIZE))
 
 
-def build_off_apexnet(num_classes: int, size: int = FLOW_SIZE) -> OffApexNet:
-    return OffApexNet(num_classes, size)
+def build_ststnet(preset: str = "tiny", num_classes: int = 5, **overrides) -> STSTNet:
+    """`ststnet` in `fdpkit.registry.MODELS`: one architecture, so ``preset`` sets only training."""
+    return STSTNet(num_classes, _flow_args("ststnet", overrides))
+
+
+def build_off_apexnet(preset: str = "tiny", num_classes: int = 5, **overrides) -> OffApexNet:
+    """`off-apexnet` in `fdpkit.registry.MODELS`: one architecture, so ``preset`` sets only training."""
+    return OffApexNet(num_classes, _flow_args("off-apexnet", overrides))

@@ -262,9 +262,3 @@ def run_cli(args) -> int:
     if len(problems) and not args.lenient:
         return EXIT_INCOMPLETE
     return EXIT_OK
-
-
-# TRANSITION (issue #13 split, remove with the importer updates listed in the helper's report):
-# fdpkit/loso/run.py, fdpkit/viz/records.py and tests/toycache.py still import these from here.
-from fdpkit.data.preprocess.keys import row_key  # noqa: E402,F401
-from fdpkit.data.preprocess.lookup import INDEX_COLUMNS, check_cache_files, lookup  # noqa: E402,F401
