@@ -7,7 +7,12 @@ import importlib
 import sys
 
 from fdpkit.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EnvironmentFault, FdpkitError
+from fdpkit.data.preprocess.flow import METHODS as FLOW_METHODS
+from fdpkit.data.preprocess.keys import ALIGN_MODES
+from fdpkit.data.preprocess.sampling import METHODS as SAMPLING_METHODS
+from fdpkit.loso.folds import HOLDOUTS
 from fdpkit.registry import DATASETS, MODELS, PRESETS, choices
+from fdpkit.train.config import SELECTIONS
 
 # verb -> (module holding `run_cli(args) -> int`, one-line help)
 VERBS = {
@@ -52,11 +57,11 @@ def _add_preprocess(p):
     p.add_argument("--cache", required=True)
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=64)
-    p.add_argument("--align", choices=("once", "per-frame"), default="once")
-    p.add_argument("--sampling", choices=("onset-offset", "official"), default="onset-offset")
+    p.add_argument("--align", choices=ALIGN_MODES, default="once")
+    p.add_argument("--sampling", choices=SAMPLING_METHODS, default="onset-offset")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--lenient", action="store_true")
-    p.add_argument("--flow", choices=("tvl1", "farneback", "dis"), default=None,
+    p.add_argument("--flow", choices=FLOW_METHODS, default=None,
                    help="also cache each clip's onset->apex optical flow + optical strain (28x28) with this "
                         "method (tvl1: what STSTNet / OFF-ApexNet used; needs opencv-contrib)")
 
@@ -69,9 +74,9 @@ def _add_loso(p):
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--selection", choices=("fixed_steps", "inner_val", "test_best"), default="fixed_steps")
+    p.add_argument("--selection", choices=SELECTIONS, default="fixed_steps")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--holdout", choices=("subject", "dataset"), default="subject",
+    p.add_argument("--holdout", choices=HOLDOUTS, default="subject",
                    help="subject: leave-one-subject-out; dataset: cross-dataset (train on the other corpora, "
                         "test on the held-out one); --folds then names datasets")
     p.add_argument("--folds", default=None, help="comma-separated subject ids (default: all)")

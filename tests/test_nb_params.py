@@ -49,7 +49,7 @@ def test_parameters_a_notebook_does_not_declare_keep_their_defaults(tmp_path, mo
     monkeypatch.delenv("FDPKIT_SMOKE", raising=False)
     p = check_parameters(root=str(tmp_path), work_dir=str(tmp_path / "w"), quiet=True, steps=5)
     assert (p.steps, p.frames, p.size, p.executor, p.selection, p.lenient) == (5, 8, 64, "local", "fixed_steps", False)
-    assert p.ablations == list(ABLATIONS) and p.annotations == "" and p.get("seed") == 0
+    assert p.ablations == list(ABLATIONS) and p.annotations == "" and p.seed == 0
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.steps = 6  # checked once: a cell cannot slip an unchecked value in
 

@@ -107,10 +107,6 @@ class Params:
     smoke: bool = _param(False, internal=True)  # FDPKIT_SMOKE was set
     notebook: str = _param("", internal=True)  # the notebook that checked them
 
-    def get(self, name: str, default=None):
-        """The parameter ``name`` (dict-style access for code written against a mapping)."""
-        return getattr(self, name, default)
-
 
 FIELDS = {f.name: f for f in dataclasses.fields(Params)}
 TYPES = typing.get_type_hints(Params)

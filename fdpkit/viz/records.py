@@ -90,13 +90,13 @@ def attribution_records(p, data, run_folder, methods, max_folds: int = 2,
     plan = []
     for i, subject in enumerate(subjects):
         n = max(1, n_clips // len(subjects) + (i < n_clips % len(subjects)))
-        plan.append((subject, sample_rows(data.rows[data.rows["subject_uid"] == subject], n, p.get("seed", 0))))
+        plan.append((subject, sample_rows(data.rows[data.rows["subject_uid"] == subject], n, p.seed)))
     out = []
     with tqdm(total=sum(len(rows) for _, rows in plan), desc="attribution", unit="clip",
               disable=not progress) as bar:
         for subject, rows in plan:
             model = load_fold_model(run_folder, subject)
-            out.extend(explain_records(model, clip_records(model, data, rows), methods, p.get("ig_steps", 32),
+            out.extend(explain_records(model, clip_records(model, data, rows), methods, p.ig_steps,
                                        fold=subject))
             bar.update(len(rows))
     return out

@@ -236,7 +236,7 @@ def test_the_report_says_when_a_model_learned_nothing(toy_reference, tmp_path):
     """The report's headline carries the constant-predictor warning of every run that has one."""
     import shutil
 
-    from fdpkit.nb.report import render_index, report_context
+    from fdpkit.nb.index_page import render_index, report_context
 
     work = tmp_path / "work"
     shutil.copytree(toy_reference, work / "runs" / "fdp")
