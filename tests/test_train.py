@@ -12,13 +12,17 @@ import pytest
 import torch
 
 import fdpkit.train.loop as train_module
+import fdpkit.train.precision as precision
 from fdpkit.model import build
 from fdpkit.model.baselines import build_baseline
 from fdpkit.errors import BadInput
 from fdpkit.io import load_torch
 from fdpkit.model import build_model, fdp_loss
-from fdpkit.train.loop import (TRAIN_PRESETS, DataOrder, TrainConfig, TrainingDiverged, predict_proba,
-                          train_fold)
+from fdpkit.train.config import TRAIN_PRESETS, TrainConfig
+from fdpkit.train.data import DataOrder, materialise
+from fdpkit.train.evaluate import predict_proba
+from fdpkit.train.log import TrainingDiverged
+from fdpkit.train.loop import train_fold
 
 
 class ToyClips:
@@ -168,54 +172,54 @@ def fake_probe(native: bool, slowdown: float = 44.0):
 
 
 def test_bf16_autocast_runs_on_a_cpu_with_native_bf16(monkeypatch):
-    monkeypatch.setattr(train_module, "cpu_bf16_probe", fake_probe(native=True, slowdown=0.5))
+    monkeypatch.setattr(precision, "cpu_bf16_probe", fake_probe(native=True, slowdown=0.5))
     r = train_fold(new_model(), ToyClips(8), config(steps=2, precision="bf16"), progress=False)
     assert math.isfinite(r.log["loss"].iloc[-1])
 
 
 def test_bf16_on_a_cpu_without_native_bf16_stops_naming_the_slowdown(monkeypatch):
-    monkeypatch.setattr(train_module, "cpu_bf16_probe", fake_probe(native=False, slowdown=44.0))
-    monkeypatch.delenv(train_module.ALLOW_SLOW_BF16, raising=False)
+    monkeypatch.setattr(precision, "cpu_bf16_probe", fake_probe(native=False, slowdown=44.0))
+    monkeypatch.delenv(precision.ALLOW_SLOW_BF16, raising=False)
     with pytest.raises(BadInput, match=r"precision=bf16: .*0\.7 GFLOP/s vs 30\.8 in fp32.*44\.0x slower"):
         train_fold(new_model(), ToyClips(8), config(steps=2, precision="bf16"), progress=False)
     # fp32 / auto on the same CPU train; the variable lets bf16 through on purpose
     assert len(train_fold(new_model(), ToyClips(8), config(steps=1), progress=False).log) == 1
-    monkeypatch.setenv(train_module.ALLOW_SLOW_BF16, "1")
+    monkeypatch.setenv(precision.ALLOW_SLOW_BF16, "1")
     assert len(train_fold(new_model(), ToyClips(8), config(steps=1, precision="bf16"), progress=False).log) == 1
 
 
 def test_cpu_bf16_probe_decides_from_capability_and_flags(monkeypatch):
-    train_module.cpu_bf16_probe.cache_clear()
+    precision.cpu_bf16_probe.cache_clear()
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     threads = torch.get_num_threads()
-    probe = train_module.cpu_bf16_probe()
+    probe = precision.cpu_bf16_probe()
     assert torch.get_num_threads() == threads  # probed on one thread, then restored
     assert not probe["native"] and "AVX2" in probe["reason"]
-    assert (train_module.slowdown_text(44.0), train_module.slowdown_text(0.5)) == ("44.0x slower", "2.0x faster")
+    assert (precision.slowdown_text(44.0), precision.slowdown_text(0.5)) == ("44.0x slower", "2.0x faster")
     assert probe["fp32_gflops"] > 0 and probe["bf16_gflops"] > 0
     assert probe["slowdown"] == pytest.approx(probe["fp32_gflops"] / probe["bf16_gflops"])
-    train_module.cpu_bf16_probe.cache_clear()
+    precision.cpu_bf16_probe.cache_clear()
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
-    monkeypatch.setattr(train_module, "_cpu_flags", lambda: {"avx2", "avx512f"})
-    assert "no avx512_bf16" in train_module.cpu_bf16_probe()["reason"]
-    train_module.cpu_bf16_probe.cache_clear()
-    monkeypatch.setattr(train_module, "_cpu_flags", lambda: {"avx2", "avx512f", "amx_bf16"})
-    monkeypatch.setattr(train_module, "_matmul_gflops", lambda dtype: 100.0 if dtype == torch.float32 else 250.0)
-    assert train_module.cpu_bf16_probe()["native"]
-    train_module.cpu_bf16_probe.cache_clear()
-    monkeypatch.setattr(train_module, "_matmul_gflops", lambda dtype: 100.0 if dtype == torch.float32 else 20.0)
-    assert not train_module.cpu_bf16_probe()["native"]  # flags say yes, the measurement says no
-    train_module.cpu_bf16_probe.cache_clear()
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx2", "avx512f"})
+    assert "no avx512_bf16" in precision.cpu_bf16_probe()["reason"]
+    precision.cpu_bf16_probe.cache_clear()
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx2", "avx512f", "amx_bf16"})
+    monkeypatch.setattr(precision, "_matmul_gflops", lambda dtype: 100.0 if dtype == torch.float32 else 250.0)
+    assert precision.cpu_bf16_probe()["native"]
+    precision.cpu_bf16_probe.cache_clear()
+    monkeypatch.setattr(precision, "_matmul_gflops", lambda dtype: 100.0 if dtype == torch.float32 else 20.0)
+    assert not precision.cpu_bf16_probe()["native"]  # flags say yes, the measurement says no
+    precision.cpu_bf16_probe.cache_clear()
 
 
 def test_auto_precision_is_bf16_on_gpus_that_support_it_else_fp16_and_fp32_on_cpu(monkeypatch):
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert train_module.autocast_dtype("auto", cuda) == torch.bfloat16
+    assert precision.autocast_dtype("auto", cuda) == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert train_module.autocast_dtype("auto", cuda) == torch.float16
-    assert train_module.autocast_dtype("auto", cpu) is None
-    assert train_module.autocast_dtype("fp32", cuda) is None
+    assert precision.autocast_dtype("auto", cuda) == torch.float16
+    assert precision.autocast_dtype("auto", cpu) is None
+    assert precision.autocast_dtype("fp32", cuda) is None
 
 
 def test_data_order_indices_equal_the_per_step_batches():
@@ -260,8 +264,8 @@ def test_nan_at_an_evaluation_step_stops_before_that_step_is_scored(tmp_path, mo
     order = DataOrder(data.labels, 4, seed=3)
     first_bad = next(s for s in range(50) if 5 in order.batch(s).tolist()) + 1
     scored = []
-    real = train_module._score
-    monkeypatch.setattr(train_module, "_score", lambda model, val, *a: scored.append(1) or real(model, val, *a))
+    real = train_module.selection_score
+    monkeypatch.setattr(train_module, "selection_score", lambda model, val, *a: scored.append(1) or real(model, val, *a))
     cfg = config(steps=first_bad + 20, checkpoint_every=100, log_every=100, selection="inner_val",
                  eval_every=first_bad)
     val = ToyClips(6, seed=1, prefix="toy/s2")
@@ -308,7 +312,7 @@ def test_inner_val_patience_stops_early_and_resumes_as_finished(tmp_path):
 def test_the_training_loop_reads_no_loss_back_per_step(monkeypatch):
     """The loop, model and loss (`fdp_loss(detached_parts=True)`) call no .item() / float(tensor):
     the losses reach the host once per log point (a GPU never waits for the host each step)."""
-    model, data = new_model(), train_module.materialise(ToyClips())  # their set-up reads values
+    model, data = new_model(), materialise(ToyClips())  # their set-up reads values
     reads = {"item": 0, "float": 0, "tolist": 0}
     for name, key in (("item", "item"), ("__float__", "float"), ("tolist", "tolist")):
         real = getattr(torch.Tensor, name)

@@ -1,60 +1,26 @@
-"""Fold checkpoints and global RNG state, for `fdpkit.train.loop`'s exact resume.
+"""Fold checkpoints, for `fdpkit.train.loop`'s exact resume.
 
 A checkpoint (``checkpoint.pt``) holds the model, optimiser, AMP scaler, step, every global RNG
 state, the log rows, the best-so-far weights and the config, all as tensors and plain types, so it
 loads through `fdpkit.io.load_torch` (weights_only=True). `load_checkpoint` refuses one made for
 another fold, seed or result-changing config; `restore_training_state` puts it back into the model,
-optimiser, scaler and RNGs, so training continues bit-identically; `load_selected` reads the
-selected weights of a finished fold.
+optimiser, scaler and RNGs (`fdpkit.train.seeds`), so training continues bit-identically;
+`load_selected` reads the selected weights of a finished fold.
 """
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from fdpkit.io import load_torch, write_torch
 from fdpkit.train.config import TrainConfig
+from fdpkit.train.seeds import rng_state, set_rng_state
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 1
-
-
-# ---------------------------------------------------------------------------------- RNG state
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    """All global RNG states as tensors and plain types (loadable with weights_only=True)."""
-    np_state = np.random.get_state()
-    py = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
-        "numpy": {"name": str(np_state[0]), "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
-                  "cached_gaussian": float(np_state[4])},
-        "python": {"version": int(py[0]), "state": torch.tensor(py[1], dtype=torch.int64),
-                   "gauss": py[2]},
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
 
 
 # ---------------------------------------------------------------------------------- checkpoints

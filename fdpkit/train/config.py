@@ -1,7 +1,7 @@
 """Training configuration: `TrainConfig` (every training knob) and `TRAIN_PRESETS` (per-preset defaults).
 
 Plain data without torch, so checkpoints (`fdpkit.train.checkpoint`), the runner's config checks and the
-notebook parameter checks use it without importing the trainer; `fdpkit.train.loop` re-exports it.
+notebook parameter checks use it without importing the trainer.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class TrainConfig:
     log_every: int = 10  # steps between rewrites of train_log.csv (and host reads of the losses)
     device: str = "auto"  # auto: cuda when present, else cpu
     # auto: bf16 autocast on a GPU that supports it (fp16 + GradScaler on older GPUs), fp32 on a CPU.
-    # bf16 on a CPU without native bf16 (AVX512_BF16 / AMX) is refused (fdpkit.train.loop.check_precision).
+    # bf16 on a CPU without native bf16 (AVX512_BF16 / AMX) is refused (fdpkit.train.precision.check_precision).
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     eval_batch_size: int = 64
     # torch intra-op threads per fold. Part of the fingerprint: on CPU the float results depend on
