@@ -21,7 +21,7 @@ import time
 from typing import Any, Callable
 
 from fdpkit_bench.cases import BENCHMARKS, DEFAULT_PRESETS, plan
-from fdpkit.loso.allocator import MALLOC_ENV
+from fdpkit.procs import MALLOC_ENV
 from fdpkit_bench.harness import RECORD_FIELDS, run_case, validate_record
 
 __all__ = ["BENCHMARKS", "DEFAULT_PRESETS", "REGISTRY", "RECORD_FIELDS", "add_peaks", "command_line",

@@ -21,6 +21,9 @@ Pieces (all usable on their own):
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import importlib
 import json
 import math
@@ -34,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from fdpkit.loso.allocator import MALLOC_ENV, release_free_memory, tune_for_training
+from fdpkit.procs import MALLOC_ENV, TUNED_MALLOC
 from fdpkit.io import read_json, write_json
 
 BENCHMARKS_DIR = Path(__file__).resolve().parent.parent  # benchmarks/, holding this package
@@ -290,6 +293,33 @@ def matmul_peak(dtype: str = "fp32", n: int = 2048, repeats: int = 5,
 CHILD_ENV = "FDPKIT_BENCH_CHILD"
 
 
+def case_malloc_env() -> dict[str, str]:
+    """The allocator variables of a case's process: glibc's default heap unless FDPKIT_MALLOC=tuned
+    (then the tuned heap of fdpkit's fold workers, `fdpkit.procs.TUNED_MALLOC`, which glibc reads at
+    start); loso fold workers inside the case inherit the choice through FDPKIT_MALLOC."""
+    choice = os.environ.get(MALLOC_ENV, "default")
+    return {MALLOC_ENV: choice, **(TUNED_MALLOC if choice != "default" else {})}
+
+
+def heap_tuned() -> bool:
+    """Did this process start with the tuned glibc heap (`case_malloc_env`)?"""
+    return all(os.environ.get(key) == value for key, value in TUNED_MALLOC.items())
+
+
+def release_free_memory() -> None:
+    """gc, then glibc malloc_trim(0): hand freed heap pages back to the OS so that one mode's
+    leftovers do not count as the next mode's peak (gc.collect alone left 280 MB of freed 1-2 MB
+    tensors resident here, malloc_trim returned them). Skipped on the tuned heap, whose point is to
+    keep them; a no-op without glibc."""
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    except OSError:
+        libc = None
+    if not heap_tuned() and libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
 def run_case(fn_path: str, params: dict[str, Any], timeout: float | None = None,
              threads: int | None = None, stream: bool = True) -> list[dict[str, Any]]:
     """Run ``module:function(params) -> list of records`` in a fresh Python process.
@@ -304,6 +334,7 @@ def run_case(fn_path: str, params: dict[str, Any], timeout: float | None = None,
         # the child imports this package from benchmarks/ (outside the installed fdpkit)
         path = os.pathsep.join(filter(None, [str(BENCHMARKS_DIR), os.environ.get("PYTHONPATH")]))
         env = dict(os.environ, **{CHILD_ENV: "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": path})
+        env.update(case_malloc_env())
         cmd = [sys.executable, "-c", "from fdpkit_bench.harness import child_main; child_main()",
                str(spec_path)]
         started = time.perf_counter()
@@ -342,9 +373,7 @@ def child_main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     spec = read_json(argv[0])
     threads = spec.get("threads")
-    # glibc's default heap unless FDPKIT_MALLOC=tuned; loso fold workers inherit the choice
-    os.environ.setdefault(MALLOC_ENV, "default")
-    tuned = tune_for_training()
+    tuned = heap_tuned()
     import torch
 
     if threads:

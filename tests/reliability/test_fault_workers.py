@@ -9,11 +9,13 @@ import sys
 import time
 
 import psutil
+import pytest
 
-# The driver runs two 300 s tasks (time.sleep: importable in spawned workers) on two worker processes.
+# The driver runs two 300 s tasks (time.sleep: importable in spawned workers) on two worker processes;
+# {progress}: the step-progress queue the workers hold when the driver shows bars.
 DRIVER = ("import time\n"
           "from fdpkit.loso.executors import run_tasks\n"
-          "run_tasks([300, 300], time.sleep, print, executor='local', jobs=2)\n")
+          "run_tasks([300, 300], time.sleep, print, executor='local', jobs=2, progress={progress})\n")
 
 
 def _spawned_workers(driver: psutil.Process) -> list[psutil.Process]:
@@ -45,8 +47,9 @@ def kill_driver_once_it_has_two_workers(driver: subprocess.Popen, wait_s: float,
                 p.kill()
 
 
-def test_sigkilled_driver_takes_its_fold_workers_with_it():
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER])
+@pytest.mark.parametrize("progress", ["None", "print"])
+def test_sigkilled_driver_takes_its_fold_workers_with_it(progress):
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER.format(progress=progress)])
     kill_driver_once_it_has_two_workers(driver, wait_s=60, poll_s=0.2, settle_s=1.0)
 
 

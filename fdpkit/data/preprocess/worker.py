@@ -20,6 +20,7 @@ from fdpkit.data.frames import index_frames, links_outside
 from fdpkit.data.preprocess.flow_clip import FlowFailed, flow_frames, write_flow
 from fdpkit.data.preprocess.sampling import SamplingError, SamplingSkip, sample_frames
 from fdpkit.io import load_npz, write_npz
+from fdpkit.procs import watch_parent
 
 UPSAMPLE_RETRIES = 1   # detector upsampling 0, then 1 (finds faces down to ~40 px)
 
@@ -37,8 +38,6 @@ def init_worker(parent_pid: int | None = None) -> None:
     and, given the driver's pid, exit when the driver is gone (a `kill -9`ed `fdpkit preprocess`
     must not leave workers writing npz files into the cache for minutes), as loso's fold workers do."""
     import cv2
-
-    from fdpkit.loso.executors import watch_parent
 
     cv2.setNumThreads(1)
     if parent_pid is not None:
