@@ -53,6 +53,7 @@ from fdpkit.registry import MODELS
 from fdpkit.model import build
 from fdpkit.train.loop import predict_proba, seed_everything, train_fold
 from fdpkit.train.config import OPTIMISTIC_WARNING, TrainConfig
+from fdpkit.train.progress import FoldBars
 
 
 # ------------------------------------------------------------------------------- one fold
@@ -174,25 +175,25 @@ def _run_fold(task: FoldTask) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- executors
 def _execute(tasks: list[FoldTask], classes, executor: str, jobs: int, ray_address: str | None,
              threads: int, progress: bool) -> None:
+    """Run the fold tasks; with `progress`, the `folds` bar (unless one fold runs here) and a step
+    bar per running fold, fed from wherever the folds run (`fdpkit.train.progress`)."""
     if not tasks:
         return
-    bar = None
-    if progress and (executor != "local" or jobs > 1 or len(tasks) > 1):
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(tasks), desc="folds", unit="fold")
+    bars = None
+    if progress:
+        bars = FoldBars(len(tasks), folds_bar=executor != "local" or jobs > 1 or len(tasks) > 1)
 
     def done(result):
         write_fold(result, classes)
-        if bar is not None:
-            bar.update(1)
+        if bars is not None:
+            bars.fold_done()
 
     try:
         run_tasks(tasks, run_fold, done, executor=executor, jobs=jobs, ray_address=ray_address,
-                  threads=threads)
+                  threads=threads, progress=bars)
     finally:
-        if bar is not None:
-            bar.close()
+        if bars is not None:
+            bars.close()
 
 
 # ------------------------------------------------------------------------------- public API
@@ -279,7 +280,7 @@ def run_loso(manifest, cache_dir, out_dir, spec: LosoSpec | None = None, **field
             continue
         tasks.append(FoldTask(fold, rows, classes, str(cache_dir), spec.preset, spec.model, model_over,
                               train.to_dict(), spec.shuffle_labels, str(fold_dir),
-                              progress=spec.progress and spec.executor == "local" and spec.jobs <= 1,
+                              progress=spec.progress,
                               inputs=inputs))
     if spec.verbose and len(tasks) < len(fold_list):
         print(f"{len(fold_list) - len(tasks)} of {len(fold_list)} folds already finished in {out_dir}")
