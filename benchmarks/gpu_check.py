@@ -176,7 +176,7 @@ def case_step(c: dict, deadline: float) -> dict:
     import torch
 
     from fdpkit.model import build_model, fdp_loss
-    from fdpkit.train.loop import autocast_dtype
+    from fdpkit.train.precision import autocast_dtype
 
     device = c["device"]
     if device == "cuda":  # the trainer's settings
@@ -304,7 +304,7 @@ def synthetic_corpus(clips: int, subjects: int, size: int = 64, frames: int = 8,
     """A CASME II-sized corpus of random clips: (Tensors of all clips, subject of each clip)."""
     import torch
 
-    from fdpkit.train.loop import Tensors
+    from fdpkit.train.data import Tensors
 
     g = torch.Generator().manual_seed(1)
     data = Tensors(torch.rand(clips, frames, 1, size, size, generator=g) * 2 - 1,
@@ -314,7 +314,7 @@ def synthetic_corpus(clips: int, subjects: int, size: int = 64, frames: int = 8,
 
 
 def _subset(data, mask):
-    from fdpkit.train.loop import Tensors
+    from fdpkit.train.data import Tensors
 
     keep = mask.nonzero().flatten()
     return Tensors(data.frames[keep], data.dynamic_images[keep], data.labels[keep],
@@ -326,7 +326,9 @@ def run_fold(c: dict, steps: int, workdir: str) -> dict:
     import torch
 
     from fdpkit.model import build_model
-    from fdpkit.train.loop import TrainConfig, predict_proba, train_fold
+    from fdpkit.train.config import TrainConfig
+    from fdpkit.train.evaluate import predict_proba
+    from fdpkit.train.loop import train_fold
 
     t0 = time.time()
     data, subject = synthetic_corpus(c["clips"], c["subjects"])

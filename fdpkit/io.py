@@ -279,6 +279,12 @@ def sha256_file(path) -> str:
     return digest.hexdigest()
 
 
+def derive_seed(base_seed: int, *parts: object) -> int:
+    """A 31-bit seed from the base seed and any labels, by hashing (stable across runs and machines)."""
+    text = ":".join(["fdpkit", str(int(base_seed)), *map(str, parts)])
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big") & 0x7FFFFFFF
+
+
 def stable_hash(obj: Any, length: int = 16) -> str:
     """Hash of a JSON-able object with sorted keys: the same content always gives the same key."""
     text = json.dumps(obj, sort_keys=True, default=_json_default, separators=(",", ":"))

@@ -18,7 +18,7 @@ from fdpkit_bench.harness import (
     validate_record,
 )
 import fdpkit_bench
-import fdpkit.train.loop
+import fdpkit.train.precision
 from fdpkit.cli import main
 
 
@@ -166,7 +166,7 @@ def probe(native: bool):
 
 def test_cli_quick_tiny_train_step_writes_valid_json(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FDPKIT_BENCH_THREADS", "1")
-    monkeypatch.setattr(fdpkit.train.loop, "cpu_bf16_probe", probe(native=True))  # any CPU: plan as native
+    monkeypatch.setattr(fdpkit.train.precision, "cpu_bf16_probe", probe(native=True))  # any CPU: plan as native
     out = tmp_path / "bench.json"
     code = main(["bench", "--quick", "--only", "train_step", "--batch-size", "2", "--json", str(out)])
     captured = capsys.readouterr()
@@ -213,7 +213,7 @@ def test_plan_without_native_bf16_leaves_bf16_out_and_caps_the_matmul():
 
 def test_run_benchmarks_skips_bf16_with_a_printed_reason_and_passes_time_limits(monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr(fdpkit.train.loop, "cpu_bf16_probe", probe(native=False))
+    monkeypatch.setattr(fdpkit.train.precision, "cpu_bf16_probe", probe(native=False))
     monkeypatch.delenv(fdpkit_bench.BF16_ENV, raising=False)
     monkeypatch.setattr(fdpkit_bench, "run_case", lambda fn, params, timeout=None, **kw: calls.append(
         (fn, params, timeout)) or [])

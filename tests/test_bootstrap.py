@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fdpkit.loso import metrics as M
+from fdpkit import metrics as M
 from fdpkit.loso.bootstrap import bootstrap_ci, bootstrap_samples, subject_bootstrap
 from fdpkit.loso.summary import summarize_predictions
 from test_metrics import CLASSES5, _df, _sk

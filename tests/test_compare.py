@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score, f1_score, recall_score
 from fdpkit.loso import compare
 from fdpkit.errors import BadInput
 from fdpkit.io import write_csv, write_json
-from fdpkit.loso.metrics import group_confusions
+from fdpkit.metrics import group_confusions
 from fdpkit.loso.summary import summarize_predictions
 from test_bootstrap import documented_draws
 

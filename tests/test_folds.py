@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fdpkit.loso.folds import (derive_seed, fold_dirname, fold_seed, inner_val_split, loso_folds,
+from fdpkit.io import derive_seed
+from fdpkit.loso.folds import (fold_dirname, fold_seed, inner_val_split, loso_folds,
                           resolve_subjects, shuffled_labels)
 
 

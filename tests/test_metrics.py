@@ -1,4 +1,4 @@
-"""Tests for fdpkit.loso.metrics and fdpkit.loso.summary: checked against scikit-learn and hand-computed
+"""Tests for fdpkit.metrics and fdpkit.loso.summary: checked against scikit-learn and hand-computed
 cases (the bootstrap intervals: tests/test_bootstrap.py)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score,
                              precision_recall_fscore_support, recall_score)
 
-from fdpkit.loso import metrics as M
+from fdpkit import metrics as M
 from fdpkit.loso.summary import summarize_predictions
 
 CLASSES5 = ["negative", "positive", "surprise", "others", "fear"]

@@ -22,9 +22,13 @@ import pytest
 import torch
 
 import fdpkit.loso.run as runner
+from fdpkit.loso.config import RunConfigMismatch, parse_sets, split_overrides
+from fdpkit.loso.grid import run_grid
+from fdpkit.loso.outputs import read_predictions
 from fdpkit.cli import main as cli_main
 from fdpkit.io import read_json
-from fdpkit.train.loop import OPTIMISTIC_WARNING, TrainingDiverged
+from fdpkit.train.config import OPTIMISTIC_WARNING
+from fdpkit.train.log import TrainingDiverged
 
 sys.path.insert(0, str(Path(__file__).parent))
 from toycache import TOY_CLASSES as CLASSES  # noqa: E402
@@ -70,7 +74,7 @@ def test_run_folder_layout(reference, corpus):
         assert metrics["selection"] == "fixed_steps" and "warning" not in metrics
         assert metrics["n_test"] == 6 and metrics["n_train"] == 12 and metrics["selected_step"] == 12
         assert len(pd.read_csv(fold / "train_log.csv")) == 12
-    pred = runner.read_predictions(out / "predictions.csv")
+    pred = read_predictions(out / "predictions.csv")
     for column in ("dataset", "subject", "clip", "clip_uid", "label", "pred", "p_happiness", "p_others"):
         assert column in pred
     assert len(pred) == 18 and pred["subject"].iloc[0] == "s01"
@@ -103,7 +107,7 @@ def test_other_config_is_refused_unless_forced(reference, corpus, tmp_path, caps
     out, _ = reference
     other = tmp_path / "run"
     runner.run_loso(*corpus, other, **{**RUN, "steps": 3}, folds="s01")
-    with pytest.raises(runner.RunConfigMismatch, match="steps"):
+    with pytest.raises(RunConfigMismatch, match="steps"):
         runner.run_loso(*corpus, other, **RUN, folds="s01")
     args = ["loso", "--manifest", str(corpus[0]), "--cache", str(corpus[1]), "--out", str(other),
             "--folds", "s01", *CLI_RUN]
@@ -189,7 +193,7 @@ def test_test_best_is_stamped_optimistic_everywhere(corpus, tmp_path, spy):
         assert data["selection"] == "test_best" and "optimistic" in data["warning"], path
     results = pd.read_csv(out / "results.csv")
     assert (results["selection"] == "test_best").all() and results["warning"].str.contains("optimistic").all()
-    pred = runner.read_predictions(out / "predictions.csv")
+    pred = read_predictions(out / "predictions.csv")
     assert (pred["selection"] == "test_best").all() and pred["optimistic"].all()
 
 
@@ -205,7 +209,7 @@ def test_shuffled_label_control(corpus, tmp_path, monkeypatch):
     summary = runner.run_loso(*corpus, tmp_path / "run", **RUN, shuffle_labels=True, folds="s03")
     true = [k % 3 for k in range(6)] * 2  # subjects s01, s02 in manifest order
     assert sorted(seen[0]) == sorted(true) and seen[0] != true
-    pred = runner.read_predictions(tmp_path / "run" / "predictions.csv")
+    pred = read_predictions(tmp_path / "run" / "predictions.csv")
     assert list(pred["label"]) == [CLASSES[k % 3] for k in range(6)]  # test labels stay true
     assert summary["shuffle_labels"] and "chance" in summary["control"] and "chance" in summary
 
@@ -274,7 +278,7 @@ def test_killed_run_resumes_to_identical_results(reference, corpus, tmp_path):
 
 def test_grid_runs_each_entry_and_tabulates_pooled_metrics(corpus, tmp_path):
     grid = [("fdp", {}), ("apex", {"model": "apex-frame"}), ("diff_lr", {"model": "difference", "lr": 3e-3})]
-    table = runner.run_grid(*corpus, tmp_path, grid, **{**RUN, "steps": 4}, folds="s01")
+    table = run_grid(*corpus, tmp_path, grid, **{**RUN, "steps": 4}, folds="s01")
     assert list(table["name"]) == ["fdp", "apex", "diff_lr"]
     assert list(table["model"]) == ["fdp", "apex-frame", "difference"]
     assert {"uf1", "uf1_low", "uf1_high", "uar", "accuracy"} <= set(table)
@@ -283,12 +287,12 @@ def test_grid_runs_each_entry_and_tabulates_pooled_metrics(corpus, tmp_path):
 
 
 def test_parse_sets_and_overrides():
-    sets = runner.parse_sets(["lr=3e-4", "encoder=cnn", "depths=[1,1,1,1]", "model.frames=8", "train.steps=5"])
-    run, train, model = runner.split_overrides(sets)
+    sets = parse_sets(["lr=3e-4", "encoder=cnn", "depths=[1,1,1,1]", "model.frames=8", "train.steps=5"])
+    run, train, model = split_overrides(sets)
     assert run == {} and train == {"lr": 3e-4, "steps": 5}
     assert model == {"encoder": "cnn", "depths": [1, 1, 1, 1], "frames": 8}
     with pytest.raises(ValueError):
-        runner.parse_sets(["nokey"])
+        parse_sets(["nokey"])
 
 
 def test_a_run_resumed_for_more_folds_lists_them_all_in_its_config(corpus, tmp_path):

@@ -99,11 +99,11 @@ def run_benchmarks(only=None, presets=None, batch_sizes=None, quick: bool = Fals
 
 
 def bf16_skip_reason() -> str | None:
-    """Why this run leaves bf16 out (a CPU without native bf16, `fdpkit.train.loop.cpu_bf16_probe`), or
+    """Why this run leaves bf16 out (a CPU without native bf16, `fdpkit.train.precision.cpu_bf16_probe`), or
     None: native bf16, or FDPKIT_BENCH_BF16=1."""
     if os.environ.get(BF16_ENV) == "1":
         return None
-    from fdpkit.train import loop as train
+    from fdpkit.train import precision as train
 
     probe = train.cpu_bf16_probe()
     if probe["native"]:

@@ -141,3 +141,17 @@ class ClipDataset(Dataset):
         x, image = self.uint8(i)
         x = frames_to_float(x) if self.inputs == "frames" else torch.from_numpy(x.copy())
         return x, dynamic_image_to_float(image), int(self.labels[i]), self.clip_uids[i]
+
+
+class Relabelled:
+    """A dataset whose labels are replaced (the label-shuffled control)."""
+
+    def __init__(self, base, labels: np.ndarray):
+        self.base, self.labels = base, np.asarray(labels)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        frames, image, _, uid = self.base[i]
+        return frames, image, int(self.labels[i]), uid

@@ -2,7 +2,7 @@
 
 The clips of one subject are not independent and one LOSO fold is one subject, so the resampled
 unit is the subject (the pair (dataset, subject) with a ``dataset`` column; see
-`fdpkit.loso.metrics.group_confusions`). scipy resamples the G subject indices (one replicate = G
+`fdpkit.metrics.group_confusions`). scipy resamples the G subject indices (one replicate = G
 draws with replacement from ``numpy.random.default_rng(seed)``); a replicate's score is the pooled
 metric of the pooled confusion matrix of the drawn subjects (a subject drawn twice counts twice),
 computed for all replicates at once from the per-subject confusion matrices. With more than one
@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from fdpkit.loso.metrics import METRICS, checked_classes, from_confusion, group_confusions
+from fdpkit.metrics import METRICS, checked_classes, from_confusion, group_confusions
 
 METHOD = "percentile bootstrap over subjects (pooled metric recomputed)"  # the method line of summary.json
 

@@ -1,7 +1,7 @@
 """Paired comparison of two LOSO runs on the same folds (`fdpkit compare RUN_A RUN_B [RUN_C ...]`).
 
 Run A is the reference; every other run B is compared with it, clip by clip (paired by
-``clip_uid``), on the *pooled* UF1, UAR and accuracy of `fdpkit.loso.metrics`. The definitions are
+``clip_uid``), on the *pooled* UF1, UAR and accuracy of `fdpkit.metrics`. The definitions are
 in docs/metrics.md ("Paired comparison of two runs"); in short, with the subject (the pair (dataset,
 subject) with a ``dataset`` column) as the unit of every resampling:
 
@@ -30,7 +30,7 @@ import pandas as pd
 from fdpkit.errors import BadInput
 from fdpkit.io import read_json, write_json
 from fdpkit.loso.bootstrap import subject_bootstrap
-from fdpkit.loso.metrics import from_confusion, group_confusions, pooled_metrics
+from fdpkit.metrics import from_confusion, group_confusions, pooled_metrics
 from fdpkit.loso.outputs import PREDICTIONS, SUMMARY, read_predictions
 
 COMPARED = ("uf1", "uar", "accuracy")
@@ -129,7 +129,7 @@ def _check_summary_matches(predictions: pd.DataFrame, summary: dict, name: str) 
 
 # ----------------------------------------------------------------------------- statistics
 def _metrics_of(cms: np.ndarray) -> dict[str, np.ndarray]:
-    """COMPARED metrics of a stack (..., C, C) of pooled confusion matrices (fdpkit.loso.metrics rules)."""
+    """COMPARED metrics of a stack (..., C, C) of pooled confusion matrices (fdpkit.metrics rules)."""
     m = from_confusion(cms)
     return {k: m[k] for k in COMPARED}
 

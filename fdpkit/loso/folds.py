@@ -8,11 +8,12 @@ per-fold seeds and the inner-validation split never depend on fold order, execut
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from fdpkit.io import derive_seed
 
 
 HOLDOUTS = ("subject", "dataset")  # what a fold holds out: LOSO, or cross-dataset
@@ -33,12 +34,6 @@ class Fold:
 def fold_dirname(subject_uid: str) -> str:
     """Folder name of a fold: the subject_uid with path separators replaced (`casme2/01` -> `casme2_01`)."""
     return str(subject_uid).replace("/", "_").replace("\\", "_")
-
-
-def derive_seed(base_seed: int, *parts: object) -> int:
-    """A 31-bit seed from the base seed and any labels, by hashing (stable across runs and machines)."""
-    text = ":".join(["fdpkit", str(int(base_seed)), *map(str, parts)])
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big") & 0x7FFFFFFF
 
 
 def fold_seed(base_seed: int, subject_uid: str) -> int:
@@ -150,5 +145,5 @@ def shuffled_labels(labels: np.ndarray, seed: int) -> np.ndarray:
     return labels[rng.permutation(len(labels))]
 
 
-__all__ = ["HOLDOUTS", "dataset_folds", "make_folds", "Fold", "fold_dirname", "derive_seed", "fold_seed", "subjects", "resolve_subjects",
+__all__ = ["HOLDOUTS", "dataset_folds", "make_folds", "Fold", "fold_dirname", "fold_seed", "subjects", "resolve_subjects",
            "loso_folds", "inner_val_split", "shuffled_labels"]

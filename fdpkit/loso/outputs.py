@@ -14,7 +14,7 @@ import pandas as pd
 
 from fdpkit.io import read_json, write_csv, write_json
 from fdpkit.loso.folds import Fold, fold_dirname
-from fdpkit.loso.metrics import constant_predictor_folds, per_subject_table
+from fdpkit.metrics import constant_predictor_folds, per_subject_table
 from fdpkit.loso.summary import summarize_predictions
 from fdpkit.train.config import OPTIMISTIC_WARNING, TrainConfig
 

@@ -1,4 +1,4 @@
-"""Run LOSO folds and ablation grids; executors `local` (sequential or `--jobs N` processes) and Ray.
+"""Run LOSO (or cross-dataset) folds; executors `local` (sequential or `--jobs N` processes) and Ray.
 
 Run folder (RUN_DIR):
 
@@ -16,44 +16,44 @@ driver writes every result file (the trainer itself writes only checkpoint.pt / 
 Each fold's seed is a hash of (base seed, subject_uid) and every fold runs with the same number of
 torch threads (`threads`, default 1), so results do not depend on fold order, executor or --jobs.
 
-The run's config (overrides, fingerprint, refusal of a RUN_DIR made with another config) is
-`fdpkit.loso.config`; the result files are written by `fdpkit.loso.outputs`. Their public names are
-re-exported here.
+The run's config (`LosoSpec`, overrides, fingerprint, refusal of a RUN_DIR made with another config)
+is `fdpkit.loso.config`; the result files are written by `fdpkit.loso.outputs`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import shlex
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import Subset
 
 from fdpkit import __version__
-from fdpkit.data.dataset import ClipDataset, ok_rows
+from fdpkit.data.dataset import ClipDataset, Relabelled, ok_rows
 from fdpkit.data.manifest import Manifest, ManifestError, read_manifest
-from fdpkit.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_ENVIRONMENT, EXIT_RUN_MISMATCH
 from fdpkit.data.preprocess.lookup import check_cache_files, flow_settings
-from fdpkit.loso.folds import Fold, fold_dirname, inner_val_split, make_folds, shuffled_labels
-from fdpkit.io import stable_hash, write_csv
-from fdpkit.loso.executors import run_tasks
-from fdpkit.loso.config import (RUN_KEYS, LosoSpec, RunConfigMismatch, fit_to_data, input_shape, model_config,
+from fdpkit.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_ENVIRONMENT, EXIT_RUN_MISMATCH
+from fdpkit.io import stable_hash
+from fdpkit.loso.config import (LosoSpec, RunConfigMismatch, fit_to_data, input_shape, model_config,
                                parse_sets, prepare_run_dir, run_fingerprint, split_overrides)
-from fdpkit.loso.outputs import (FOLD_METRICS, format_summary, pool_run, pooled_summary, read_predictions,
-                                write_fold)
-from fdpkit.loso.metrics import METRICS
-from fdpkit.registry import MODELS
+from fdpkit.loso.executors import auto_jobs, run_tasks
+from fdpkit.loso.folds import Fold, fold_dirname, inner_val_split, make_folds, shuffled_labels
+from fdpkit.loso.outputs import FOLD_METRICS, format_summary, pool_run, pooled_summary, write_fold
 from fdpkit.model import build
-from fdpkit.train.loop import predict_proba, seed_everything, train_fold
+from fdpkit.registry import MODELS
 from fdpkit.train.config import OPTIMISTIC_WARNING, TrainConfig
 from fdpkit.train.progress import FoldBars
+from fdpkit.train.evaluate import predict_proba
+from fdpkit.train.log import TrainingDiverged
+from fdpkit.train.loop import train_fold
+from fdpkit.train.seeds import seed_everything
 
 
 # ------------------------------------------------------------------------------- one fold
@@ -78,31 +78,6 @@ class FoldTask:
 def make_dataset(cache_dir, rows: pd.DataFrame, classes: list[str], inputs: str = "frames"):
     """The dataset of some manifest rows (the one place the runner opens the cache)."""
     return ClipDataset(cache_dir, rows, classes, inputs=inputs)
-
-
-class Relabelled:
-    """A dataset whose labels are replaced (the label-shuffled control)."""
-
-    def __init__(self, base, labels: np.ndarray):
-        self.base, self.labels = base, np.asarray(labels)
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int):
-        frames, image, _, uid = self.base[i]
-        return frames, image, int(self.labels[i]), uid
-
-
-class Subset:
-    def __init__(self, base, index: Iterable[int]):
-        self.base, self.index = base, [int(i) for i in index]
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i: int):
-        return self.base[self.index[i]]
 
 
 def run_fold(task: FoldTask) -> dict[str, Any]:
@@ -132,7 +107,7 @@ def _run_fold(task: FoldTask) -> dict[str, Any]:
     val_data, n_val = None, 0
     if config.selection == "inner_val":
         fit, val = inner_val_split(train_rows, fold.seed, config.inner_val_fraction)
-        train_data, val_data, n_val = Subset(train_data, fit), Subset(train_data, val), len(val)
+        train_data, val_data, n_val = Subset(train_data, fit.tolist()), Subset(train_data, val.tolist()), len(val)
     elif config.selection == "test_best":  # opt-in, optimistic: the test subject selects the model
         val_data = make_dataset(task.cache_dir, test_rows, classes, task.inputs)
 
@@ -294,32 +269,6 @@ def run_loso(manifest, cache_dir, out_dir, spec: LosoSpec | None = None, **field
     return summary
 
 
-def run_grid(manifest, cache_dir, out_dir, grid: list[tuple[str, dict]], **kwargs) -> pd.DataFrame:
-    """Each (name, overrides) as one LOSO run into out_dir/<name>/; a table of pooled metrics + CIs.
-
-    Overrides may also set the run arguments `model`, `preset`, `selection`, `seed`, `shuffle_labels`.
-    """
-
-    rows = []
-    for name, overrides in grid:
-        run_args, rest = {}, {}
-        for key, value in (overrides or {}).items():
-            (run_args if key in RUN_KEYS else rest)[key] = value
-        args = {**kwargs, **run_args}
-        merged = {**(args.pop("overrides", None) or {}), **rest}
-        summary = run_loso(manifest, cache_dir, Path(out_dir) / name, overrides=merged, **args)
-        row = {"name": name, "model": summary["model"], "selection": summary["selection"],
-               "n": summary["n"], "n_subjects": summary["n_subjects"]}
-        for metric in METRICS:
-            low, high = summary["ci"]["intervals"][metric]
-            row.update({metric: summary["pooled"][metric], f"{metric}_low": low, f"{metric}_high": high})
-        row["overrides"] = json.dumps(overrides or {}, sort_keys=True)
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    write_csv(Path(out_dir) / "grid.csv", table)
-    return table
-
-
 def _command(args) -> str:
     """The `fdpkit loso` command line that reproduces `args`."""
 
@@ -342,8 +291,6 @@ def run_cli(args) -> int:
     """`fdpkit loso`: 0 on success, 2 on a bad manifest/config, 5 for a refused RUN_DIR, 6 when
     training diverged (the message names the fold and step), 7 on an I/O error such as a full disk
     (the message names the file; re-running the same command resumes)."""
-    from fdpkit.loso.executors import auto_jobs
-    from fdpkit.train.loop import TrainingDiverged
 
     try:
         overrides = parse_sets(args.set)
@@ -371,6 +318,4 @@ def run_cli(args) -> int:
     return 0
 
 
-__all__ = ["LosoSpec", "run_loso", "run_grid", "run_fold", "run_cli", "FoldTask", "RunConfigMismatch",
-           "parse_sets", "split_overrides", "pool_run", "format_summary", "read_predictions",
-           "make_dataset"]
+__all__ = ["LosoSpec", "run_loso", "run_fold", "run_cli", "FoldTask", "make_dataset"]

@@ -1,6 +1,6 @@
 """The body of a run's summary.json from its pooled predictions (definitions: docs/metrics.md).
 
-Blocks: ``pooled`` (metrics of `fdpkit.loso.metrics` over all folds' predictions) with ``ci``
+Blocks: ``pooled`` (metrics of `fdpkit.metrics` over all folds' predictions) with ``ci``
 (`fdpkit.loso.bootstrap`), ``per_class``, ``confusion``, ``per_fold`` (labelled, separate),
 ``chance``, and ``per_dataset`` for a composite run. `fdpkit.loso.outputs.pool_run` adds the run's
 settings and the constant-predictor folds.
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from fdpkit.loso.bootstrap import METHOD, bootstrap_ci
-from fdpkit.loso.metrics import (METRICS, chance_levels, checked_classes, group_confusions, per_fold_summary,
+from fdpkit.metrics import (METRICS, chance_levels, checked_classes, group_confusions, per_fold_summary,
                                  per_subject_table, pooled_metrics)
 
 

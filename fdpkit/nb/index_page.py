@@ -22,7 +22,7 @@ import torch
 
 from fdpkit import __version__
 from fdpkit.io import read_json, write_text
-from fdpkit.loso.metrics import METRIC_NAMES, pooled_metrics
+from fdpkit.metrics import METRIC_NAMES, pooled_metrics
 from fdpkit.loso.outputs import constant_predictor_warning
 from fdpkit.nb.params import smoke_mode
 from fdpkit.registry import MODELS

@@ -29,6 +29,7 @@ from fdpkit.data.manifest import Manifest, read_manifest, write_manifest
 from fdpkit.data.preprocess.cache import preprocess
 from fdpkit.data.preprocess.report import summary_line
 from fdpkit.io import read_json, write_csv
+from fdpkit.loso.compare import compare_many
 from fdpkit.loso.config import LosoSpec, RunConfigMismatch
 from fdpkit.loso.executors import auto_jobs
 from fdpkit.loso.folds import fold_dirname, resolve_subjects
@@ -95,7 +96,8 @@ def make_cache(p: Params, manifest, frames: int | None = None, quiet: bool = Fal
     Returns `fdpkit.data.preprocess.cache.preprocess`'s report."""
     folder = cache_dir(p.work_dir, frames)
     report = preprocess(manifest, folder, frames=frames or p.frames, size=p.size, align=p.align,
-                        sampling=p.sampling, workers=p.workers, lenient=p.lenient, progress=not quiet)
+                        sampling=p.sampling, workers=p.workers, lenient=p.lenient, progress=not quiet,
+                        flow=p.flow or None)
     if not quiet:
         print(f"Preprocessing: {summary_line(report)} in {report.attrs['seconds']:.1f} s, cached in {folder}.")
     return report
@@ -112,8 +114,9 @@ def load_data(p: Params, frames: int | None = None, quiet: bool = False) -> Data
         manifest = make_manifest(p, quiet)[0]
     folder = cache_dir(p.work_dir, frames)
     meta = folder / "preprocess.json"
-    if not meta.exists() or read_json(meta).get("manifest_sha256") != manifest.sha256:
-        make_cache(p, manifest, frames, quiet)
+    if (not meta.exists() or read_json(meta).get("manifest_sha256") != manifest.sha256
+            or (p.flow and (read_json(meta).get("flow") or {}).get("method") != p.flow)):
+        make_cache(p, manifest, frames, quiet)   # a cache without the flow asked for gains only the flow files
     params = read_json(meta)["params"]
     usable = ok_rows(folder, manifest.rows[manifest.rows["label"].isin(manifest.classes)])
     return Data(manifest, usable.rows.reset_index(drop=True), folder, path,
@@ -162,6 +165,32 @@ def run(p: Params, data: Data, name: str, model: str = "fdp", folds=None, overri
     except RunConfigMismatch as error:
         print(replacing_message(name, str(error)))
         return run_loso(data.manifest_path, data.cache_dir, out, spec, force=True)
+
+
+def paired_comparison(p: Params, names, quiet: bool = False) -> pd.DataFrame:
+    """The first run of ``work_dir/runs/<name>`` against each of the others on the same folds (the
+    difference in pooled UF1 / UAR, its bootstrap-over-subjects interval and the sign-flip
+    permutation p-value, `fdpkit.loso.compare`); written to ``runs/comparison.csv`` for the report."""
+    runs = [run_dir(p.work_dir, n) for n in names if (run_dir(p.work_dir, n) / "summary.json").exists()]
+    if len(runs) < 2:
+        return pd.DataFrame()
+    result = compare_many(runs[0], runs[1:], seed=p.seed)
+    rows = []
+    for c in result["comparisons"]:
+        row = {"model": Path(c["b"]["run"]).name}
+        for k, name in (("uf1", "UF1"), ("uar", "UAR")):
+            d = c["difference"][k]
+            row.update({name: round(d["b"], 3), f"{name} - {runs[0].name}": round(d["diff"], 3),
+                        f"{name} 95% CI": f"[{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]", f"p ({name})": round(d["p"], 4)})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    write_csv(Path(p.work_dir) / "runs" / "comparison.csv", table)
+    if not quiet:
+        first = result["comparisons"][0]
+        print(f"Each model against {runs[0].name} on the same {first['n_subjects']} subjects "
+              f"({first['n_clips']} clips): difference of pooled scores, 95% bootstrap-over-subjects interval, "
+              f"sign-flip permutation p-value.")
+    return table
 
 
 def replacing_message(name: str, error: str) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 import tqdm.auto
 import tqdm.std
 
+from fdpkit.data.preprocess.flow import METHODS as FLOW_METHODS
 from fdpkit.data.preprocess.keys import ALIGN_MODES
 from fdpkit.data.preprocess.sampling import METHODS as SAMPLINGS
 from fdpkit.data.protocols import list_protocols, load_protocol
@@ -91,6 +92,7 @@ class Params:
     align: str = _param("once", choices=ALIGN_MODES)
     sampling: str = _param("onset-offset", choices=SAMPLINGS)
     workers: int = _param(1, low=1, high=64)
+    flow: str = _param("tvl1", choices=(*FLOW_METHODS, ""))  # optical flow for the flow baselines; "": none
     lenient: bool = False
     n_clips: int = _param(4, low=1, high=64)
     fold: str = ""

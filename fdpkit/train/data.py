@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fdpkit.train.seeds import derive_seed
+from fdpkit.io import derive_seed
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """A model's predictions on clips (`predict_proba`) and the score that selects a fold's weights.
 
-`selection_score` is the pooled metric of `fdpkit.loso.metrics` (the same definitions the run
+`selection_score` is the pooled metric of `fdpkit.metrics` (the same definitions the run
 reports), computed on the selection clips: inner validation clips of the training subjects, or,
 under the opt-in `test_best`, the held-out subject (optimistic).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fdpkit.loso.metrics import pooled_metrics  # the run's metric definitions (see the report's change request)
+from fdpkit.metrics import pooled_metrics  # the run's metric definitions (see the report's change request)
 from fdpkit.train.config import TrainConfig
 from fdpkit.train.data import Tensors, materialise
 from fdpkit.train.precision import autocast_dtype

@@ -36,7 +36,8 @@ from fdpkit.train.evaluate import selection_score
 from fdpkit.train.log import LOG_COLUMNS, TRAIN_LOG, PendingRows, TrainingDiverged
 from fdpkit.train.precision import autocast_dtype, check_precision, resolve_device
 from fdpkit.train.progress import step_bar
-from fdpkit.train.seeds import derive_seed, seed_everything
+from fdpkit.io import derive_seed
+from fdpkit.train.seeds import seed_everything
 
 
 @dataclass

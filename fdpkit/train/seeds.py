@@ -1,20 +1,13 @@
-"""Seeds and global RNG state: `derive_seed` (a seed per purpose, by hashing), `seed_everything`,
-and the RNG states a checkpoint saves and restores (`rng_state`, `set_rng_state`) for exact resume."""
+"""Global RNG state: `seed_everything` (seeds come from `fdpkit.io.derive_seed`, one per purpose, by
+hashing) and the RNG states a checkpoint saves and restores (`rng_state`, `set_rng_state`) for exact resume."""
 
 from __future__ import annotations
 
-import hashlib
 import random
 from typing import Any
 
 import numpy as np
 import torch
-
-
-def derive_seed(base_seed: int, *parts: object) -> int:
-    """A 31-bit seed from the base seed and any labels, by hashing (stable across runs and machines)."""
-    text = ":".join(["fdpkit", str(int(base_seed)), *map(str, parts)])
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big") & 0x7FFFFFFF
 
 
 def seed_everything(seed: int) -> None:

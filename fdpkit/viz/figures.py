@@ -20,7 +20,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from fdpkit.loso.metrics import METRIC_NAMES
+from fdpkit.metrics import METRIC_NAMES
 from fdpkit.viz.panels import add_colorbar, image_panel, new_figure
 
 DI_UNITS = "dynamic image (0-1, min-max scaled)"

@@ -22,9 +22,9 @@ from fdpkit.explain.attribution import explain_records
 from fdpkit.explain.regions import region_score_table, synthme_regions
 from fdpkit.io import read_json
 from fdpkit.loso.folds import fold_dirname
-from fdpkit.loso.metrics import METRICS
+from fdpkit.metrics import METRICS
 from fdpkit.model import build
-from fdpkit.train.loop import load_selected
+from fdpkit.train.checkpoint import load_selected
 
 
 def fold_subjects(run_folder) -> list[str]:

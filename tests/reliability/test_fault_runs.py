@@ -20,7 +20,7 @@ import fdpkit.train.loop as train
 from fdpkit import io
 from fdpkit.cli import main as cli_main
 from fdpkit.loso.run import run_loso
-from fdpkit.train.loop import TrainingDiverged
+from fdpkit.train.log import TrainingDiverged
 
 from faultkit import CLI_RUN, RUN, run_python, temp_files
 

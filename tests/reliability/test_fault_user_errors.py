@@ -19,7 +19,7 @@ import torch
 
 from fdpkit import errors, io
 from fdpkit.cli import main as cli_main
-from fdpkit.loso.metrics import constant_predictor_folds
+from fdpkit.metrics import constant_predictor_folds
 from fdpkit.model import build_model, make_config
 from fdpkit.model.config import FDPConfig
 
