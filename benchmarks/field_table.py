@@ -82,6 +82,11 @@ def build_table(work: Path, dataset: str, root: str, preset: str, jobs: int, flo
                                  "permutation": result["comparisons"][0]["permutation"]}}
 
 
+def _p(p: float) -> str:
+    """A permutation p-value to 3 decimals; below 0.001 as such (it is never 0: the identity flip counts)."""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def markdown(table: dict) -> str:
     ref = table["reference"]
     lines = [f"| model | UF1 [95% CI] | UAR [95% CI] | UF1 - {ref} [95% CI], p | UAR - {ref} [95% CI], p | wall |",
@@ -89,7 +94,7 @@ def markdown(table: dict) -> str:
     for r in table["rows"]:
         diff = r.get("vs_" + ref)
         cells = ["-", "-"] if diff is None else [
-            f"{d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}], p {d['p']:.3f}" for d in (diff["uf1"], diff["uar"])]
+            f"{d['diff']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}], p {_p(d['p'])}" for d in (diff["uf1"], diff["uar"])]
         wall = "resumed" if r["wall_s"] is None else f"{r['wall_s'] / 60:.1f} min"
         flag = f" ({r['constant_predictor_folds']} constant folds)" if r["constant_predictor_folds"] else ""
         lines.append(f"| {r['model']}{flag} | {r['uf1']:.3f} [{r['uf1_ci'][0]:.3f}, {r['uf1_ci'][1]:.3f}] | "

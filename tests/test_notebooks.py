@@ -123,6 +123,11 @@ def test_report_runs_every_notebook_with_non_default_parameters(smoke, tiny_synt
     assert summary["n_subjects"] == 2  # smoke: 2 folds
     grid = (out / "work" / "runs" / "ablations" / "grid.csv").read_text()
     assert "frames-4" in grid and (out / "work" / "cache-T4" / "index.csv").exists()
+    # 03's paired comparison with FDP reaches the report; 01 cached the optical flow (default tvl1)
+    comparison = (out / "work" / "runs" / "comparison.csv").read_text()
+    assert comparison.startswith("model,UF1,UF1 - fdp") and "\ndifference," in comparison
+    assert "Comparison with FDP" in text
+    assert read_json(out / "work" / "cache" / "preprocess.json")["flow"]["method"] == "tvl1"
 
 
 def _fake_run(folder, subjects, finished):
