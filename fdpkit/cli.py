@@ -6,11 +6,14 @@ import argparse
 import importlib
 import sys
 
+from fdpkit import __version__
 from fdpkit.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EnvironmentFault, FdpkitError
 from fdpkit.data.preprocess.flow import METHODS as FLOW_METHODS
 from fdpkit.data.preprocess.keys import ALIGN_MODES
 from fdpkit.data.preprocess.sampling import METHODS as SAMPLING_METHODS
+from fdpkit.loso.compare import add_arguments as add_compare_arguments
 from fdpkit.loso.folds import HOLDOUTS
+from fdpkit.paths import repo_folder
 from fdpkit.registry import DATASETS, MODELS, PRESETS, choices
 from fdpkit.train.config import SELECTIONS
 
@@ -112,21 +115,13 @@ def _add_model_info(p):
     p.add_argument("--num-classes", type=int, default=5, help="classes of the MER head (>= 2)")
 
 
-def _add_compare(p):
-    from fdpkit.loso.compare import add_arguments
-
-    add_arguments(p)
-
-
 ARGUMENTS = {
     "synth": _add_synth, "manifest": _add_manifest, "preprocess": _add_preprocess, "loso": _add_loso,
-    "compare": _add_compare, "report": _add_report, "bench": _add_bench, "model-info": _add_model_info,
+    "compare": add_compare_arguments, "report": _add_report, "bench": _add_bench, "model-info": _add_model_info,
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fdpkit import __version__
-
     parser = argparse.ArgumentParser(prog="fdpkit", description="FDP micro-expression recognition kit")
     parser.add_argument("--version", action="version", version=f"fdpkit {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="COMMAND")
@@ -139,8 +134,6 @@ def _verb_module(name: str):
     """The module of a verb. The benchmark harness is not part of the installed package: it lives in
     the checkout's benchmarks/ folder (`fdpkit bench` from a checkout, as `make` installs it)."""
     if name == "fdpkit_bench":
-        from fdpkit.paths import repo_folder
-
         try:
             folder = str(repo_folder("benchmarks"))
         except FileNotFoundError as error:

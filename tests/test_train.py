@@ -325,3 +325,16 @@ def test_the_training_loop_reads_no_loss_back_per_step(monkeypatch):
     assert list(r.log["step"]) == list(range(1, 13))
     assert reads["item"] == 0 and reads["float"] == 0
     assert reads["tolist"] <= 2 + 1  # the two log points (+ the epochs of the data order once)
+
+
+def test_training_diverged_crosses_process_boundaries_whole():
+    """Raised in a fold worker process and re-raised in the driver, it must unpickle with its fold and
+    step (it used to fail to unpickle, so `--jobs 2` turned exit code 6 into a traceback)."""
+    import pickle
+
+    from fdpkit.errors import EXIT_DIVERGED
+    from fdpkit.train.log import TrainingDiverged
+
+    error = pickle.loads(pickle.dumps(TrainingDiverged("synthme/s01", 7, "fold synthme/s01, step 7: loss nan")))
+    assert (error.fold, error.step, str(error)) == ("synthme/s01", 7, "fold synthme/s01, step 7: loss nan")
+    assert error.exit_code == EXIT_DIVERGED

@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from fdpkit.data.preprocess.lookup import load_clip, read_flow
+from fdpkit.errors import EXIT_RUN_MISMATCH, FdpkitError
 from fdpkit.io import read_json, write_json
 from fdpkit.model.config import make_config
 from fdpkit.model.flownets import FLOW_SIZE
@@ -52,8 +53,10 @@ class LosoSpec:
     command: str | None = None            # the command line recorded in config.json
 
 
-class RunConfigMismatch(RuntimeError):
-    """RUN_DIR holds a run made with another config (use force=True / --force)."""
+class RunConfigMismatch(FdpkitError, RuntimeError):
+    """RUN_DIR holds a run made with another config (use force=True / --force); exit code 5."""
+
+    exit_code = EXIT_RUN_MISMATCH
 
 
 # ------------------------------------------------------------------------------- overrides

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +36,9 @@ from torch.utils.data import Subset
 
 from fdpkit import __version__
 from fdpkit.data.dataset import ClipDataset, Relabelled, ok_rows
-from fdpkit.data.manifest import Manifest, ManifestError, read_manifest
+from fdpkit.data.manifest import Manifest, read_manifest
 from fdpkit.data.preprocess.lookup import check_cache_files, flow_settings
-from fdpkit.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_ENVIRONMENT, EXIT_RUN_MISMATCH
+from fdpkit.errors import BadInput, FdpkitError
 from fdpkit.io import stable_hash
 from fdpkit.loso.config import (LosoSpec, RunConfigMismatch, fit_to_data, input_shape, model_config,
                                parse_sets, prepare_run_dir, run_fingerprint, split_overrides)
@@ -51,7 +50,6 @@ from fdpkit.registry import MODELS
 from fdpkit.train.config import OPTIMISTIC_WARNING, TrainConfig
 from fdpkit.train.progress import FoldBars
 from fdpkit.train.evaluate import predict_proba
-from fdpkit.train.log import TrainingDiverged
 from fdpkit.train.loop import train_fold
 from fdpkit.train.seeds import seed_everything
 
@@ -288,33 +286,23 @@ def _command(args) -> str:
 
 
 def run_cli(args) -> int:
-    """`fdpkit loso`: 0 on success, 2 on a bad manifest/config, 5 for a refused RUN_DIR, 6 when
-    training diverged (the message names the fold and step), 7 on an I/O error such as a full disk
-    (the message names the file; re-running the same command resumes)."""
-
+    """`fdpkit loso`. Exit codes (`fdpkit.errors`, turned into one line by `fdpkit.cli.main`): 2 a bad
+    manifest/config, 5 a refused RUN_DIR, 6 training diverged (naming fold and step), 7 an I/O error
+    such as a full disk (naming the file; re-running the same command resumes)."""
     try:
         overrides = parse_sets(args.set)
         if getattr(args, "device", None):
             overrides["device"] = args.device
         spec = LosoSpec(preset=args.preset, model=args.model, selection=args.selection, seed=args.seed,
                         folds=args.folds, overrides=overrides, shuffle_labels=args.shuffle_labels,
-                        holdout=args.holdout,
-                        steps=args.steps, batch_size=args.batch_size, executor=args.executor,
-                        jobs=auto_jobs(args.jobs), ray_address=args.ray_address, force=args.force,
-                        command=_command(args))
+                        holdout=args.holdout, steps=args.steps, batch_size=args.batch_size,
+                        executor=args.executor, jobs=auto_jobs(args.jobs), ray_address=args.ray_address,
+                        force=args.force, command=_command(args))
         run_loso(args.manifest, args.cache, args.out, spec)
-    except RunConfigMismatch as error:
-        print(f"fdpkit loso: {error}", file=sys.stderr)
-        return EXIT_RUN_MISMATCH
-    except TrainingDiverged as error:
-        print(f"fdpkit loso: {error}", file=sys.stderr)
-        return EXIT_DIVERGED
-    except (ManifestError, ValueError, TypeError, FileNotFoundError) as error:
-        print(f"fdpkit loso: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as error:   # e.g. disk full on a checkpoint: the last checkpoint is kept, re-run resumes
-        print(f"fdpkit loso: {error}", file=sys.stderr)
-        return EXIT_ENVIRONMENT
+    except FdpkitError:
+        raise
+    except (ValueError, TypeError, FileNotFoundError) as error:   # a config value or file to correct
+        raise BadInput(str(error)) from None
     return 0
 
 

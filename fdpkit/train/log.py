@@ -12,16 +12,24 @@ from pathlib import Path
 
 import torch
 
+from fdpkit.errors import EXIT_DIVERGED, FdpkitError
 from fdpkit.train.checkpoint import checkpoint_step
 
 TRAIN_LOG = "train_log.csv"
 LOG_COLUMNS = ("step", "loss", "ce", "di", "rank", "lr", "seconds", "val")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(FdpkitError, RuntimeError):
+    """A non-finite loss; the message names the fold and step (exit code 6)."""
+
+    exit_code = EXIT_DIVERGED
+
     def __init__(self, fold: str, step: int, message: str):
         super().__init__(message)
         self.fold, self.step = fold, step
+
+    def __reduce__(self):   # raised in a fold worker process, re-raised in the driver: pickled whole
+        return type(self), (self.fold, self.step, str(self))
 
 
 class PendingRows:

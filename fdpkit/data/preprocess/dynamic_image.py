@@ -37,7 +37,7 @@ def approximate_rank_pooling(frames, normalize: bool = False):
             image = (image - low) / (high - low) * 255.0 if high > low else np.zeros_like(image)
         return image
 
-    import torch
+    import torch  # lazy: the torch path is optional (tensors in, tensors out); the cache uses numpy
 
     dtype = frames.dtype if frames.is_floating_point() else torch.float32
     weights = torch.as_tensor(alpha, dtype=dtype, device=frames.device)

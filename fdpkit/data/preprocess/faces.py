@@ -30,7 +30,7 @@ def predictor_path() -> Path:
 
 @lru_cache(maxsize=1)
 def _dlib_models():
-    import dlib
+    import dlib  # lazy: dlib and its 100 MB landmark model load only when a face is aligned
 
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(predictor_path()))
 
@@ -127,7 +127,7 @@ def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 def warp_face(image: np.ndarray, matrix: np.ndarray, size: int = 64) -> np.ndarray:
     """Warp a grey (H, W) or RGB (H, W, 3) image with `matrix` into a (size, size) uint8 grey face:
     bilinear interpolation, constant grey (128) outside the input."""
-    import cv2
+    import cv2  # lazy: keeps the CLI (which imports this module's constants) free of cv2
 
     gray = to_gray_uint8(image) if np.asarray(image).ndim == 3 else np.asarray(image, dtype=np.uint8)
     return cv2.warpAffine(np.ascontiguousarray(gray), np.asarray(matrix, dtype=np.float64), (size, size),

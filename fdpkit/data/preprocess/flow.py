@@ -85,7 +85,7 @@ def _check_pair(a, b) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _cv2():
-    import cv2
+    import cv2  # lazy: the CLI imports METHODS from here for --flow's choices
 
     return cv2
 

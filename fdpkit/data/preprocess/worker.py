@@ -37,7 +37,7 @@ def init_worker(parent_pid: int | None = None) -> None:
     """Worker-process initialiser: one OpenCV thread per process (the processes are the parallelism),
     and, given the driver's pid, exit when the driver is gone (a `kill -9`ed `fdpkit preprocess`
     must not leave workers writing npz files into the cache for minutes), as loso's fold workers do."""
-    import cv2
+    import cv2  # lazy: cv2 takes ~0.3 s to import; the preprocess verb's argument checks come first
 
     cv2.setNumThreads(1)
     if parent_pid is not None:
@@ -212,7 +212,7 @@ def read_frame(path: Path) -> np.ndarray:
     numpy and decoded from memory (any path, non-ASCII included, on every platform); an empty,
     truncated or corrupt file is a ClipFailed naming it (libjpeg would decode a truncated JPEG with
     a grey lower half and only a warning on stderr)."""
-    import cv2
+    import cv2  # lazy, as above
 
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
