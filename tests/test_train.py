@@ -338,3 +338,19 @@ def test_training_diverged_crosses_process_boundaries_whole():
     error = pickle.loads(pickle.dumps(TrainingDiverged("synthme/s01", 7, "fold synthme/s01, step 7: loss nan")))
     assert (error.fold, error.step, str(error)) == ("synthme/s01", 7, "fold synthme/s01, step 7: loss nan")
     assert error.exit_code == EXIT_DIVERGED
+
+
+def _diverge(task):   # a fold task that diverges (module level: pickled to the worker processes)
+    from fdpkit.train.log import TrainingDiverged
+
+    raise TrainingDiverged(f"s0{task}", 3, f"fold s0{task}, step 3: loss nan")
+
+
+def test_a_fold_diverging_in_a_worker_process_reaches_the_driver_as_training_diverged():
+    """Without pickling it whole the driver got BrokenProcessPool (a traceback, exit 1, not 6)."""
+    from fdpkit.loso.executors import run_tasks
+    from fdpkit.train.log import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match="step 3: loss nan") as caught:
+        run_tasks([1, 2], _diverge, lambda result: None, executor="local", jobs=2, threads=1)
+    assert caught.value.step == 3
