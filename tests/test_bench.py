@@ -14,7 +14,7 @@ import pytest
 from fdpkit_bench import add_peaks, command_line, markdown_table
 from fdpkit_bench.cases import plan
 from fdpkit_bench.harness import (
-    RECORD_FIELDS, PeakRSS, interleave_order, make_record, run_case, summarize, time_interleaved,
+    RECORD_FIELDS, PeakRSS, interleave_order, make_record, run_case, time_stats, time_interleaved,
     validate_record,
 )
 import fdpkit_bench
@@ -23,12 +23,12 @@ from fdpkit.cli import main
 
 
 def test_summarize_odd_and_even():
-    assert summarize([3.0, 1.0, 2.0]) == {"median_s": 2.0, "min_s": 1.0, "max_s": 3.0,
+    assert time_stats([3.0, 1.0, 2.0]) == {"median_s": 2.0, "min_s": 1.0, "max_s": 3.0,
                                           "mean_s": 2.0, "n": 3}
-    s = summarize([4.0, 1.0, 2.0, 3.0])
+    s = time_stats([4.0, 1.0, 2.0, 3.0])
     assert s["median_s"] == 2.5 and s["min_s"] == 1.0 and s["max_s"] == 4.0
     with pytest.raises(ValueError):
-        summarize([])
+        time_stats([])
 
 
 def test_interleave_order_alternates():

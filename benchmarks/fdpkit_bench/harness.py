@@ -2,7 +2,7 @@
 
 Pieces (all usable on their own):
 
-* `summarize(times)` -> median / min / max / mean of a list of seconds.
+* `time_stats(times)` -> median / min / max / mean of a list of seconds.
 * `PeakRSS`: peak resident memory of *this* process over a window. On Linux it resets the kernel's
   high-water mark (``echo 5 > /proc/self/clear_refs``) and reads ``VmHWM`` -- exact, no sampling;
   elsewhere it falls back to a psutil sampling thread (every 2 ms). Before each window, freed heap
@@ -81,7 +81,7 @@ def make_record(benchmark: str, mode: str, precision: str = "fp32", preset: str 
         "gflops": None, "frac_of_peak": None,
     }
     if times:
-        stats = summarize(times)
+        stats = time_stats(times)
         rec.update(median_s=stats["median_s"], min_s=stats["min_s"], max_s=stats["max_s"],
                    repeats=len(times), times_s=[round(t, 6) for t in times])
     rec.update(extra)
@@ -107,10 +107,10 @@ def validate_record(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ statistics
-def summarize(times: list[float]) -> dict[str, float]:
+def time_stats(times: list[float]) -> dict[str, float]:
     """median / min / max / mean (seconds) of a non-empty list of durations."""
     if not times:
-        raise ValueError("summarize needs at least one time")
+        raise ValueError("time_stats needs at least one time")
     values = [float(t) for t in times]
     return {"median_s": float(statistics.median(values)), "min_s": min(values), "max_s": max(values),
             "mean_s": float(statistics.fmean(values)), "n": len(values)}
@@ -221,7 +221,7 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], warmup: int = 1, repeats
     Warm-up rounds run every callable once per round (in order); timed rounds alternate the order.
     `on_warmup(name, i)` may return a context manager wrapped around warm-up call i of `name` (used
     to count FLOPs during a warm-up call, which costs no extra step). Returns per name:
-    ``{"times": [...], "peak_rss_mb": float | None, **summarize(times)}``; peak RSS is the largest
+    ``{"times": [...], "peak_rss_mb": float | None, **time_stats(times)}``; peak RSS is the largest
     window peak over that callable's warm-up and timed calls. `clock`: "wall" (perf_counter, the
     default and what the benchmarks report) or "cpu" (process_time: CPU seconds of all threads; with
     one thread a contention-robust proxy for development on a busy machine).
@@ -258,7 +258,7 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], warmup: int = 1, repeats
             call(name, True)
     for name in names:
         if out[name]["times"]:
-            out[name].update(summarize(out[name]["times"]))
+            out[name].update(time_stats(out[name]["times"]))
     return out
 
 
