@@ -18,6 +18,7 @@ import pytest
 
 from fdpkit.cli import main
 from fdpkit.data.manifest import Manifest, read_manifest, write_manifest
+from fdpkit.data.protocols import load_protocol
 from fdpkit.loso import run as run_module
 from fdpkit.loso.folds import dataset_folds, make_folds
 
@@ -27,19 +28,25 @@ STEPS = ["--set", "steps=3", "--set", "batch_size=4"]
 
 @pytest.fixture(scope="module")
 def pseudo_composite(tmp_path_factory):
-    """(manifest, cache) of SynthME (4 subjects x 3 clips) relabelled as two corpora, preprocessed."""
+    """(manifest, cache) of SynthME (4 subjects x 5 clips) under MEGC 2019's composite 3-class map
+    (SynthME writes CASME II's emotion strings, so CASME II's map applies; "others" is left out),
+    relabelled as two corpora, preprocessed."""
     base = tmp_path_factory.mktemp("pseudo")
-    assert main(["synth", "--out", str(base / "synthme"), "--subjects", "4", "--clips-per-subject", "3"]) == 0
+    assert main(["synth", "--out", str(base / "synthme"), "--subjects", "4", "--clips-per-subject", "5"]) == 0
     assert main(["manifest", "--dataset", "synthme", "--root", str(base / "synthme"),
                  "--out", str(base / "synthme.csv")]) == 0
     m = read_manifest(base / "synthme.csv")
+    megc = load_protocol("composite_3class")
     rows = m.rows.copy()
+    rows["label"] = [megc.label("casme2", e)[1] if megc.label("casme2", e)[0] == "label" else None
+                     for e in rows["emotion"]]
+    rows = rows[rows["label"].notna()].reset_index(drop=True)
     subjects = sorted(rows["subject"].unique())
     half = set(subjects[: len(subjects) // 2])
     rows["dataset"] = ["synthme_a" if s in half else "synthme_b" for s in rows["subject"]]
     rows["subject_uid"] = rows["dataset"] + "/" + rows["subject"]
     rows["clip_uid"] = rows["subject_uid"] + "/" + rows["clip"]
-    manifest = write_manifest(Manifest(rows, m.protocol, list(m.classes)), base / "composite.csv")
+    manifest = write_manifest(Manifest(rows, megc.name, list(megc.classes)), base / "composite.csv")
     assert main(["preprocess", "--manifest", str(manifest), "--cache", str(base / "cache"),
                  "--workers", "1"]) == 0
     return manifest, base / "cache"
@@ -67,7 +74,7 @@ def test_composite_loso_reports_each_corpus_next_to_the_overall(pseudo_composite
                  "--jobs", "1", *STEPS]) == 0
     summary = json.loads((out / "summary.json").read_text())
     predictions = pd.read_csv(out / "predictions.csv", dtype=str)
-    assert summary["holdout"] == "subject"
+    assert summary["holdout"] == "subject" and summary["classes"] == ["negative", "positive", "surprise"]
     assert set(summary["per_dataset"]) == {"synthme_a", "synthme_b"}
     for name, block in summary["per_dataset"].items():
         part = predictions[predictions["dataset"] == name]
