@@ -67,7 +67,7 @@ def integrated_gradients(model, x: torch.Tensor, target=None, baseline="onset", 
     ``return_delta=True`` also returns Captum's convergence delta per clip
     (sum of attributions - (logit(x) - logit(baseline))).
     """
-    from captum.attr import IntegratedGradients
+    from captum.attr import IntegratedGradients  # captum: ~10 s cold import, only when attributing
 
     model = _eval(model)
     ig = IntegratedGradients(model.forward_logits)
@@ -82,7 +82,7 @@ def integrated_gradients(model, x: torch.Tensor, target=None, baseline="onset", 
 
 def saliency(model, x: torch.Tensor, target=None) -> torch.Tensor:
     """|d logit / d x| (B, T, 1, H, W)."""
-    from captum.attr import Saliency
+    from captum.attr import Saliency  # lazy, as above
 
     model = _eval(model)
     x = x.detach().clone().requires_grad_(True)
@@ -93,7 +93,7 @@ def occlusion(model, x: torch.Tensor, target=None, window: int = 8, stride: int 
               baseline="onset") -> torch.Tensor:
     """Drop in the target logit when a window x window patch of one frame is replaced by the
     baseline (default: the onset frame's patch) (B, T, 1, H, W)."""
-    from captum.attr import Occlusion
+    from captum.attr import Occlusion  # lazy, as above
 
     model = _eval(model)
     stride = stride or window
@@ -160,7 +160,7 @@ def rank_attribution(model, x: torch.Tensor, target=None, n_steps: int = 32) -> 
     ``LayerIntegratedGradients`` on the maps entering ``model.rank`` (baseline: the onset clip),
     and ``delta`` (B,): the IG completeness error of ``contributions``.
     """
-    from captum.attr import IntegratedGradients, LayerIntegratedGradients
+    from captum.attr import IntegratedGradients, LayerIntegratedGradients  # lazy, as above
 
     model = _eval(model)
     targets = _targets(model, x, target)

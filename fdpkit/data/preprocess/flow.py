@@ -41,6 +41,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from einops import rearrange
 
 from fdpkit.errors import BadInput
 
@@ -173,8 +174,6 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
 def flow_inputs(onset, apex, size: int = 28, method: str = "tvl1") -> np.ndarray:
     """(3, size, size) float32 channels (u, v, optical strain) of the onset -> apex flow, at a model's
     resolution (STSTNet: 28; module doc for how resizing scales the flow)."""
-    from einops import rearrange
-
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise BadInput(f"flow inputs: size must be a positive whole number of pixels, got {size!r}")
     flow = optical_flow(onset, apex, method)
