@@ -21,7 +21,7 @@ from fdpkit.data.preprocess.lookup import load_clip, read_flow
 from fdpkit.errors import EXIT_RUN_MISMATCH, FdpkitError
 from fdpkit.io import read_json, write_json
 from fdpkit.model.config import make_config
-from fdpkit.model.flownets import FLOW_SIZE
+from fdpkit.model.flownets import FLOW_SIZE, flow_model_config
 from fdpkit.loso.outputs import PREDICTIONS, RESULTS, SUMMARY
 from fdpkit.train.config import TrainConfig
 from fdpkit.registry import MODELS, choices
@@ -105,12 +105,8 @@ def model_config(model: str, preset: str, num_classes: int, overrides: dict) -> 
     """The resolved model configuration (validates the overrides without building the model)."""
     if model not in MODELS:
         raise ValueError(f"model must be one of {choices(MODELS)}, got {model!r}")
-    if MODELS[model].input == "flow":   # one architecture each: the flow's side is its one field
-        unknown = sorted(set(overrides) - {"size"})
-        if unknown:
-            raise ValueError(f"{model} takes no {unknown} (only size, the flow's side); FDP's model fields "
-                             "do not apply to it")
-        return {"architecture": model, "num_classes": num_classes, "size": int(overrides.get("size", FLOW_SIZE))}
+    if MODELS[model].input == "flow":
+        return flow_model_config(model, num_classes, **overrides)
     extra = {} if MODELS[model].dynamic_image else {"dynamic_image": False}
     cfg = make_config(preset, **{**overrides, **extra, "num_classes": num_classes})
     return json.loads(json.dumps(cfg.to_dict()))

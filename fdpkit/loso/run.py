@@ -46,7 +46,7 @@ from fdpkit.loso.executors import auto_jobs, run_tasks
 from fdpkit.loso.folds import Fold, fold_dirname, inner_val_split, make_folds, shuffled_labels
 from fdpkit.loso.outputs import FOLD_METRICS, format_summary, pool_run, pooled_summary, write_fold
 from fdpkit.model import build
-from fdpkit.registry import MODELS
+from fdpkit.registry import MODELS, choices
 from fdpkit.train.config import OPTIMISTIC_WARNING, TrainConfig
 from fdpkit.train.progress import FoldBars
 from fdpkit.train.evaluate import predict_proba
@@ -93,7 +93,6 @@ def run_fold(task: FoldTask) -> dict[str, Any]:
 
 
 def _run_fold(task: FoldTask) -> dict[str, Any]:
-
     fold, classes = task.fold, task.classes
     config = TrainConfig(**task.train)
     train_rows = task.rows.iloc[list(fold.train_index)].reset_index(drop=True)
@@ -170,11 +169,6 @@ def _execute(tasks: list[FoldTask], classes, executor: str, jobs: int, ray_addre
 
 
 # ------------------------------------------------------------------------------- public API
-def _file_names(paths: str) -> str:
-    """'a/x.npz|a/y.flow.npz' -> 'x.npz|y.flow.npz' (what the cache fingerprint hashes)."""
-    return "|".join(Path(p).name for p in paths.split("|"))
-
-
 def _as_manifest(manifest):
 
     if isinstance(manifest, Manifest):
@@ -191,6 +185,8 @@ def run_loso(manifest, cache_dir, out_dir, spec: LosoSpec | None = None, **field
     `train.` / `model.`. Returns the summary dict (also in summary.json).
     """
     spec = dataclasses.replace(spec or LosoSpec(), **fields)
+    if spec.model not in MODELS:
+        raise ValueError(f"model must be one of {choices(MODELS)}, got {spec.model!r}")
     run_over, train_over, model_over = split_overrides(spec.overrides)
     if run_over:
         raise ValueError(f"pass {sorted(run_over)} as run_loso arguments, not overrides")
@@ -217,11 +213,13 @@ def run_loso(manifest, cache_dir, out_dir, spec: LosoSpec | None = None, **field
             train_over[key] = value
     train = TrainConfig.from_preset(spec.preset, **{**train_over, "selection": spec.selection})
     fold_list = make_folds(rows, spec.holdout, spec.seed, spec.folds)
-    inputs = MODELS[spec.model].input if spec.model in MODELS else "frames"   # model_config names a bad one
+    inputs = MODELS[spec.model].input
     found = check_cache_files(cache_dir, rows, inputs)  # a corrupt cache file is named now, not mid-training
     data_shape = input_shape(found, inputs)
     model_over = fit_to_data(model_over, spec.preset, data_shape, inputs)
-    files = found["path"] if inputs == "frames" else found["path"] + "|" + found["flow_path"]
+    names = found["path"].map(lambda p: Path(p).name)   # the cache fingerprint: the files the run reads
+    if inputs == "flow":
+        names = names + "|" + found["flow_path"].map(lambda p: Path(p).name)
     out_dir = Path(out_dir)
     config: dict[str, Any] = {
         "fdpkit_version": __version__, "command": spec.command,
@@ -229,7 +227,7 @@ def run_loso(manifest, cache_dir, out_dir, spec: LosoSpec | None = None, **field
                      "classes": classes},
         "cache": {"dir": str(Path(cache_dir).resolve()), "n_usable": len(rows),
                   "n_dropped": usable.n_dropped, "dropped_reasons": usable.reasons(),
-                  "clips_sha256": stable_hash(sorted(zip(found["clip_uid"], files.map(_file_names))), 64)},
+                  "clips_sha256": stable_hash(sorted(zip(found["clip_uid"], names)), 64)},
         "data_shape": {"frames" if inputs == "frames" else "flow_channels": data_shape[0],
                        "height": data_shape[1], "width": data_shape[2]},
         "preset": spec.preset, "model": spec.model, "model_overrides": model_over,
@@ -253,8 +251,7 @@ def run_loso(manifest, cache_dir, out_dir, spec: LosoSpec | None = None, **field
             continue
         tasks.append(FoldTask(fold, rows, classes, str(cache_dir), spec.preset, spec.model, model_over,
                               train.to_dict(), spec.shuffle_labels, str(fold_dir),
-                              progress=spec.progress,
-                              inputs=inputs))
+                              progress=spec.progress, inputs=inputs))
     if spec.verbose and len(tasks) < len(fold_list):
         print(f"{len(fold_list) - len(tasks)} of {len(fold_list)} folds already finished in {out_dir}")
     started = time.perf_counter()

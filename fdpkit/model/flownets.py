@@ -197,20 +197,21 @@ class OffApexNet(_FlowBaseline):
         return self.fc(rearrange(maps, "s b c h w -> b (s c h w)"))
 
 
-def _flow_args(model: str, overrides: dict) -> int:
-    """The one field a flow model takes from a run: ``size`` (the cached flow's side)."""
-    unknown = set(overrides) - {"size"}
+def flow_model_config(model: str, num_classes: int, **overrides) -> dict:
+    """A flow model's whole configuration (what the runner records): its one field is ``size`` (the
+    cached flow's side); FDP's model fields are refused by name."""
+    unknown = sorted(set(overrides) - {"size"})
     if unknown:
-        raise ValueError(f"{model} takes no {sorted(unknown)} (only size, the flow's side); "
+        raise ValueError(f"{model} takes no {unknown} (only size, the flow's side); "
                          "FDP's model fields do not apply to it")
-    return int(overrides.get("size", FLOW_SIZE))
+    return {"architecture": model, "num_classes": num_classes, "size": int(overrides.get("size", FLOW_SIZE))}
 
 
 def build_ststnet(preset: str = "tiny", num_classes: int = 5, **overrides) -> STSTNet:
     """`ststnet` in `fdpkit.registry.MODELS`: one architecture, so ``preset`` sets only training."""
-    return STSTNet(num_classes, _flow_args("ststnet", overrides))
+    return STSTNet(num_classes, flow_model_config("ststnet", num_classes, **overrides)["size"])
 
 
 def build_off_apexnet(preset: str = "tiny", num_classes: int = 5, **overrides) -> OffApexNet:
     """`off-apexnet` in `fdpkit.registry.MODELS`: one architecture, so ``preset`` sets only training."""
-    return OffApexNet(num_classes, _flow_args("off-apexnet", overrides))
+    return OffApexNet(num_classes, flow_model_config("off-apexnet", num_classes, **overrides)["size"])
