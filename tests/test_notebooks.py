@@ -128,6 +128,7 @@ def test_report_runs_every_notebook_with_non_default_parameters(smoke, tiny_synt
     assert comparison.startswith("model,UF1,UF1 - fdp") and "\ndifference," in comparison
     assert "Comparison with FDP" in text
     assert read_json(out / "work" / "cache" / "preprocess.json")["flow"]["method"] == "tvl1"
+    assert read_json(out / "work" / "cache-T4" / "preprocess.json")["flow"] is None   # only FDP variants read it
 
 
 def _fake_run(folder, subjects, finished):

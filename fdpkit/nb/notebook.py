@@ -91,13 +91,19 @@ def make_manifest(p: Params, quiet: bool = False):
     return manifest, skipped, summary
 
 
+def _flow(p: Params, frames: int | None) -> str | None:
+    """The optical flow a cache gets: the `flow` parameter for the main cache; none for the ablations'
+    caches with other frame counts (only FDP variants read those)."""
+    return (p.flow or None) if frames is None else None
+
+
 def make_cache(p: Params, manifest, frames: int | None = None, quiet: bool = False) -> pd.DataFrame:
     """manifest -> aligned cache under the work folder (strict unless the `lenient` parameter is set).
     Returns `fdpkit.data.preprocess.cache.preprocess`'s report."""
     folder = cache_dir(p.work_dir, frames)
     report = preprocess(manifest, folder, frames=frames or p.frames, size=p.size, align=p.align,
                         sampling=p.sampling, workers=p.workers, lenient=p.lenient, progress=not quiet,
-                        flow=p.flow or None)
+                        flow=_flow(p, frames))
     if not quiet:
         print(f"Preprocessing: {summary_line(report)} in {report.attrs['seconds']:.1f} s, cached in {folder}.")
     return report
@@ -114,8 +120,9 @@ def load_data(p: Params, frames: int | None = None, quiet: bool = False) -> Data
         manifest = make_manifest(p, quiet)[0]
     folder = cache_dir(p.work_dir, frames)
     meta = folder / "preprocess.json"
-    if (not meta.exists() or read_json(meta).get("manifest_sha256") != manifest.sha256
-            or (p.flow and (read_json(meta).get("flow") or {}).get("method") != p.flow)):
+    made = read_json(meta) if meta.exists() else {}
+    if (made.get("manifest_sha256") != manifest.sha256
+            or (_flow(p, frames) and (made.get("flow") or {}).get("method") != p.flow)):
         make_cache(p, manifest, frames, quiet)   # a cache without the flow asked for gains only the flow files
     params = read_json(meta)["params"]
     usable = ok_rows(folder, manifest.rows[manifest.rows["label"].isin(manifest.classes)])
@@ -171,8 +178,10 @@ def paired_comparison(p: Params, names, quiet: bool = False) -> pd.DataFrame:
     """The first run of ``work_dir/runs/<name>`` against each of the others on the same folds (the
     difference in pooled UF1 / UAR, its bootstrap-over-subjects interval and the sign-flip
     permutation p-value, `fdpkit.loso.compare`); written to ``runs/comparison.csv`` for the report."""
-    runs = [run_dir(p.work_dir, n) for n in names if (run_dir(p.work_dir, n) / "summary.json").exists()]
+    runs = [folder for folder in (run_dir(p.work_dir, n) for n in names) if (folder / "summary.json").exists()]
+    target = Path(p.work_dir) / "runs" / "comparison.csv"
     if len(runs) < 2:
+        target.unlink(missing_ok=True)   # a comparison of earlier runs must not reach the report
         return pd.DataFrame()
     result = compare_many(runs[0], runs[1:], seed=p.seed)
     rows = []
@@ -184,7 +193,7 @@ def paired_comparison(p: Params, names, quiet: bool = False) -> pd.DataFrame:
                         f"{name} 95% CI": f"[{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]", f"p ({name})": round(d["p"], 4)})
         rows.append(row)
     table = pd.DataFrame(rows)
-    write_csv(Path(p.work_dir) / "runs" / "comparison.csv", table)
+    write_csv(target, table)
     if not quiet:
         first = result["comparisons"][0]
         print(f"Each model against {runs[0].name} on the same {first['n_subjects']} subjects "
